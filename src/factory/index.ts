@@ -1,16 +1,12 @@
-import { IDL, query, update, msgCaller } from 'azle';
+import { IDL, query } from 'azle';
 
+import { VERSION } from '../shared/version';
+
+/** The factory: shard registry and lifecycle, the routing table, auto-scaling and migration. */
 export default class {
-    counter = 0n;
+    /** The canister's version. Example: `dfx canister call factory version` → `("0.1.0")`. */
     @query([], IDL.Text)
     version(): string {
-        return '0.1.0';
+        return VERSION;
     }
-    @update([], IDL.Nat64)
-    inc(): bigint {
-        this.counter += 1n;
-        return this.counter;
-    }
-    @query([], IDL.Principal)
-    whoami() { return msgCaller(); }
 }
