@@ -1,0 +1,444 @@
+/**
+ * A sorted, paged secondary index of loan ids (by borrower, investor, status) over a plain
+ * key-value store such as Azle's `StableBTreeMap`, which has no range query.
+ *
+ * Each index key is a two-level tree: a header (sorted page minimums, page numbers, total count)
+ * and pages of ascending ids. Every operation reads the header, binary-searches it, and touches a
+ * bounded number of pages, so cost never depends on how many other keys the store holds.
+ *
+ * Layout (`n` is the index key's length in UTF-16 code units, page numbers in base 36):
+ * - header: `h<n>:<indexKey>` → `IndexHeader`
+ * - page:   `p<n>:<indexKey>#<pageNo>` → `IndexPage`
+ * The length prefix makes keys injective for any index-key text (`a#1` vs `a` page 1). Give the
+ * index a store of its own: other keys starting with `h<digit>` or `p<digit>` would collide.
+ *
+ * Ids are stored as base-36 strings (12 chars for any loan id below 2^62), compared by length then
+ * text, so searching a page never parses ids; only ids returned by `page()` are decoded.
+ */
+
+/** The minimal store a StableBTreeMap provides (values are JSON-safe). */
+export interface KvStore<V> {
+    get(key: string): V | undefined;
+    insert(key: string, value: V): void;
+    remove(key: string): void;
+}
+
+/** Header of one index key: pages in id order, with the smallest id of each. */
+export interface IndexHeader {
+    kind: 'header';
+    /** Ids under this index key, over all pages. */
+    count: number;
+    /** Page number the next split will use; never reused while the key exists. */
+    next_page_no: number;
+    /** Smallest id of each page (base 36), ascending; same length as `page_nos`. */
+    page_mins: string[];
+    page_nos: number[];
+}
+
+/** One page: 1..=page_size ids in base 36, ascending. */
+export interface IndexPage {
+    kind: 'page';
+    ids: string[];
+}
+
+/** What the index stores: a header or a page, JSON-safe. */
+export type IndexNode = IndexHeader | IndexPage;
+
+/** Options of `SortedIdIndex`. */
+export interface SortedIdIndexOptions {
+    /** Most ids per page, 8..=4096 (default 256). */
+    page_size?: number;
+}
+
+/** One page of `SortedIdIndex.page`. `has_more` says whether ids exist after the last one. */
+export interface IdPage {
+    ids: bigint[];
+    has_more: boolean;
+}
+
+export const DEFAULT_PAGE_SIZE = 256;
+export const MIN_PAGE_SIZE = 8;
+export const MAX_PAGE_SIZE = 4096;
+/** Largest `limit` of one `page()` call. */
+export const MAX_PAGE_LIMIT = 1000;
+/** Longest index key, in UTF-16 code units (a principal's text is at most 63). */
+export const MAX_INDEX_KEY_CHARS = 1024;
+/** Largest id the index accepts: ids are Candid `nat64`. */
+export const MAX_INDEXED_ID = (1n << 64n) - 1n;
+
+/** 36^10 < 2^53, so ten base-36 digits parse exactly as a JS number. */
+const BASE36_CHUNK_CHARS = 10;
+const BASE36_CHUNK = 36n ** 10n;
+
+/**
+ * Store key of an index key's header.
+ *
+ * @example headerKey('status:Active') // 'h13:status:Active'
+ */
+export function headerKey(indexKey: string): string {
+    return `h${indexKey.length}:${indexKey}`;
+}
+
+/**
+ * Store key of one page of an index key.
+ *
+ * @example pageKey('a#1', 37) // 'p3:a#1#11'
+ */
+export function pageKey(indexKey: string, pageNo: number): string {
+    return `p${indexKey.length}:${indexKey}#${pageNo.toString(36)}`;
+}
+
+function encodeId(id: bigint): string {
+    return id.toString(36);
+}
+
+function decodeId(text: string): bigint {
+    if (text.length <= BASE36_CHUNK_CHARS) return BigInt(parseInt(text, 36));
+    const split = text.length - BASE36_CHUNK_CHARS;
+    const high = BigInt(parseInt(text.slice(0, split), 36));
+    return high * BASE36_CHUNK + BigInt(parseInt(text.slice(split), 36));
+}
+
+/** Orders canonical base-36 texts of non-negative ids: shorter is smaller, then by text. */
+function compareEncoded(a: string, b: string): number {
+    if (a.length !== b.length) return a.length - b.length;
+    return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** First index whose element is greater than `target` (ids after a cursor start there). */
+function upperBound(sorted: readonly string[], target: string): number {
+    let low = 0;
+    let high = sorted.length;
+    while (low < high) {
+        const mid = (low + high) >>> 1;
+        if (compareEncoded(sorted[mid], target) <= 0) low = mid + 1;
+        else high = mid;
+    }
+    return low;
+}
+
+/** First index whose element is not less than `target`. */
+function lowerBound(sorted: readonly string[], target: string): number {
+    let low = 0;
+    let high = sorted.length;
+    while (low < high) {
+        const mid = (low + high) >>> 1;
+        if (compareEncoded(sorted[mid], target) < 0) low = mid + 1;
+        else high = mid;
+    }
+    return low;
+}
+
+/** Page that holds or would hold `encoded`: the last whose minimum is ≤ it, else the first. */
+function pageIndexFor(header: IndexHeader, encoded: string): number {
+    return Math.max(0, upperBound(header.page_mins, encoded) - 1);
+}
+
+function checkId(id: bigint, name: string): void {
+    if (typeof id !== 'bigint' || id < 0n || id > MAX_INDEXED_ID) {
+        throw new RangeError(`${name} must be a bigint in 0..2^64-1`);
+    }
+}
+
+function checkIndexKey(indexKey: string): void {
+    if (typeof indexKey !== 'string' || indexKey.length > MAX_INDEX_KEY_CHARS) {
+        throw new RangeError(`indexKey must be a string of at most ${MAX_INDEX_KEY_CHARS} chars`);
+    }
+}
+
+/**
+ * Ascending sets of loan ids per index key, paged with an id cursor, stored in a `KvStore`.
+ *
+ * Pages split in halves when they exceed `page_size`; a page that shrinks to half a page or less
+ * merges with a neighbour when both fit in half a page, so any two adjacent pages hold more than
+ * `page_size / 2` ids and the header stays within about `4 × count / page_size` entries.
+ *
+ * @example
+ * const index = new SortedIdIndex(new MemoryKvStore<IndexNode>(), { page_size: 64 });
+ * index.add('borrower:aaaaa-aa', 7n); // true
+ * index.page('borrower:aaaaa-aa', null, 10); // { ids: [7n], has_more: false }
+ */
+export class SortedIdIndex {
+    readonly page_size: number;
+    private readonly mergeThreshold: number;
+
+    /** Throws a RangeError when `page_size` is not an integer in 8..=4096. */
+    constructor(
+        private readonly store: KvStore<IndexNode>,
+        options: SortedIdIndexOptions = {}
+    ) {
+        const pageSize = options.page_size ?? DEFAULT_PAGE_SIZE;
+        if (!Number.isInteger(pageSize) || pageSize < MIN_PAGE_SIZE || pageSize > MAX_PAGE_SIZE) {
+            throw new RangeError(
+                `page_size must be an integer in ${MIN_PAGE_SIZE}..${MAX_PAGE_SIZE}`
+            );
+        }
+        this.page_size = pageSize;
+        this.mergeThreshold = Math.floor(pageSize / 2);
+    }
+
+    /**
+     * Adds `id` under `indexKey`; false when it was already there. Touches at most 2 gets and 3
+     * inserts.
+     *
+     * @example index.add('status:Active', 42n) // true, then false on a second call
+     */
+    add(indexKey: string, id: bigint): boolean {
+        checkIndexKey(indexKey);
+        checkId(id, 'id');
+        const encoded = encodeId(id);
+        const header = this.readHeader(indexKey);
+        if (header === undefined) {
+            this.writePage(indexKey, 0, [encoded]);
+            this.store.insert(headerKey(indexKey), {
+                kind: 'header',
+                count: 1,
+                next_page_no: 1,
+                page_mins: [encoded],
+                page_nos: [0]
+            });
+            return true;
+        }
+        const at = pageIndexFor(header, encoded);
+        const pageNo = header.page_nos[at];
+        const ids = this.readPage(indexKey, pageNo).ids;
+        const position = lowerBound(ids, encoded);
+        if (position < ids.length && ids[position] === encoded) return false;
+        ids.splice(position, 0, encoded);
+        if (position === 0) header.page_mins[at] = encoded;
+        if (ids.length > this.page_size) {
+            const right = ids.splice(Math.floor(ids.length / 2));
+            const rightNo = header.next_page_no++;
+            this.writePage(indexKey, rightNo, right);
+            header.page_mins.splice(at + 1, 0, right[0]);
+            header.page_nos.splice(at + 1, 0, rightNo);
+        }
+        this.writePage(indexKey, pageNo, ids);
+        header.count++;
+        this.store.insert(headerKey(indexKey), header);
+        return true;
+    }
+
+    /**
+     * Removes `id` from `indexKey`; false when it was absent. Touches at most 4 gets, 2 inserts
+     * and 2 removes; deletes the header with the last id.
+     *
+     * @example index.remove('status:Active', 42n) // true, then false on a second call
+     */
+    remove(indexKey: string, id: bigint): boolean {
+        checkIndexKey(indexKey);
+        checkId(id, 'id');
+        const encoded = encodeId(id);
+        const header = this.readHeader(indexKey);
+        if (header === undefined || compareEncoded(encoded, header.page_mins[0]) < 0) return false;
+        const at = pageIndexFor(header, encoded);
+        const pageNo = header.page_nos[at];
+        const ids = this.readPage(indexKey, pageNo).ids;
+        const position = lowerBound(ids, encoded);
+        if (position === ids.length || ids[position] !== encoded) return false;
+        ids.splice(position, 1);
+        header.count--;
+        if (header.count === 0) {
+            this.store.remove(pageKey(indexKey, pageNo));
+            this.store.remove(headerKey(indexKey));
+            return true;
+        }
+        if (ids.length === 0) {
+            this.store.remove(pageKey(indexKey, pageNo));
+            header.page_mins.splice(at, 1);
+            header.page_nos.splice(at, 1);
+        } else {
+            if (position === 0) header.page_mins[at] = ids[0];
+            this.mergeOrWrite(indexKey, header, at, ids);
+        }
+        this.store.insert(headerKey(indexKey), header);
+        return true;
+    }
+
+    /**
+     * Whether `id` is under `indexKey`. Touches at most 2 gets.
+     *
+     * @example index.has('status:Active', 42n) // true after add('status:Active', 42n)
+     */
+    has(indexKey: string, id: bigint): boolean {
+        checkIndexKey(indexKey);
+        checkId(id, 'id');
+        const encoded = encodeId(id);
+        const header = this.readHeader(indexKey);
+        if (header === undefined || compareEncoded(encoded, header.page_mins[0]) < 0) return false;
+        const ids = this.readPage(indexKey, header.page_nos[pageIndexFor(header, encoded)]).ids;
+        const position = lowerBound(ids, encoded);
+        return position < ids.length && ids[position] === encoded;
+    }
+
+    /**
+     * Number of ids under `indexKey` (0 when it has none). Touches 1 get.
+     *
+     * @example index.count('status:Active') // 1 after one add
+     */
+    count(indexKey: string): number {
+        checkIndexKey(indexKey);
+        return this.readHeader(indexKey)?.count ?? 0;
+    }
+
+    /**
+     * Ids > `afterId` (or from the start when null), ascending, at most `limit` (1..=1000).
+     * Reads the header and at most ceil(limit / page_size) + 2 pages, so it may return fewer
+     * than `limit` ids while `has_more` is true (never none): walk until `has_more` is false,
+     * passing the last id returned as the next `afterId`. Throws a RangeError for a bad limit.
+     *
+     * @example
+     * index.page('status:Active', null, 2) // { ids: [1n, 2n], has_more: true }
+     * index.page('status:Active', 2n, 2) // { ids: [3n], has_more: false }
+     */
+    page(indexKey: string, afterId: bigint | null, limit: number): IdPage {
+        checkIndexKey(indexKey);
+        if (afterId !== null) checkId(afterId, 'afterId');
+        if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_LIMIT) {
+            throw new RangeError(`limit must be an integer in 1..${MAX_PAGE_LIMIT}`);
+        }
+        const header = this.readHeader(indexKey);
+        if (header === undefined) return { ids: [], has_more: false };
+        const after = afterId === null ? null : encodeId(afterId);
+        const first = after === null ? 0 : pageIndexFor(header, after);
+        const lastAllowed = Math.min(
+            header.page_nos.length,
+            first + Math.ceil(limit / this.page_size) + 2
+        );
+        const result: bigint[] = [];
+        for (let at = first; at < lastAllowed; at++) {
+            const ids = this.readPage(indexKey, header.page_nos[at]).ids;
+            let position = at === first && after !== null ? upperBound(ids, after) : 0;
+            for (; position < ids.length && result.length < limit; position++) {
+                result.push(decodeId(ids[position]));
+            }
+            if (result.length === limit) {
+                return {
+                    ids: result,
+                    has_more: position < ids.length || at + 1 < header.page_nos.length
+                };
+            }
+        }
+        return { ids: result, has_more: lastAllowed < header.page_nos.length };
+    }
+
+    /**
+     * Removes every id under `indexKey` and returns how many there were. Touches 1 get and one
+     * remove per page plus the header.
+     *
+     * @example index.removeAll('borrower:aaaaa-aa') // 3, then 0
+     */
+    removeAll(indexKey: string): number {
+        checkIndexKey(indexKey);
+        const header = this.readHeader(indexKey);
+        if (header === undefined) return 0;
+        for (const pageNo of header.page_nos) this.store.remove(pageKey(indexKey, pageNo));
+        this.store.remove(headerKey(indexKey));
+        return header.count;
+    }
+
+    /**
+     * Keeps adjacent pages above half a page together: merges page `at` (just shrunk) into a
+     * neighbour when both fit in `mergeThreshold`, otherwise writes it back.
+     */
+    private mergeOrWrite(indexKey: string, header: IndexHeader, at: number, ids: string[]): void {
+        const pageNo = header.page_nos[at];
+        if (ids.length <= this.mergeThreshold && at > 0) {
+            const leftNo = header.page_nos[at - 1];
+            const left = this.readPage(indexKey, leftNo).ids;
+            if (left.length + ids.length <= this.mergeThreshold) {
+                this.writePage(indexKey, leftNo, left.concat(ids));
+                this.store.remove(pageKey(indexKey, pageNo));
+                header.page_mins.splice(at, 1);
+                header.page_nos.splice(at, 1);
+                return;
+            }
+        }
+        if (ids.length <= this.mergeThreshold && at + 1 < header.page_nos.length) {
+            const rightNo = header.page_nos[at + 1];
+            const right = this.readPage(indexKey, rightNo).ids;
+            if (ids.length + right.length <= this.mergeThreshold) {
+                this.writePage(indexKey, pageNo, ids.concat(right));
+                this.store.remove(pageKey(indexKey, rightNo));
+                header.page_mins.splice(at + 1, 1);
+                header.page_nos.splice(at + 1, 1);
+                return;
+            }
+        }
+        this.writePage(indexKey, pageNo, ids);
+    }
+
+    private readHeader(indexKey: string): IndexHeader | undefined {
+        const node = this.store.get(headerKey(indexKey));
+        if (node === undefined) return undefined;
+        if (node.kind !== 'header' || node.page_nos.length === 0) {
+            throw new Error(`sorted index: bad header for ${JSON.stringify(indexKey)}`);
+        }
+        return node;
+    }
+
+    private readPage(indexKey: string, pageNo: number): IndexPage {
+        const node = this.store.get(pageKey(indexKey, pageNo));
+        if (node === undefined || node.kind !== 'page' || node.ids.length === 0) {
+            throw new Error(`sorted index: missing page ${pageNo} of ${JSON.stringify(indexKey)}`);
+        }
+        return node;
+    }
+
+    private writePage(indexKey: string, pageNo: number, ids: string[]): void {
+        this.store.insert(pageKey(indexKey, pageNo), { kind: 'page', ids });
+    }
+}
+
+/** Store operations counted by `MemoryKvStore`, so tests can assert bounded touches. */
+export interface KvStoreStats {
+    gets: number;
+    inserts: number;
+    removes: number;
+}
+
+/**
+ * A Map-backed `KvStore` for tests. Values round-trip through JSON, as a StableBTreeMap would
+ * serialize them, so aliasing bugs and values that are not JSON-safe show up in tests.
+ *
+ * @example
+ * const store = new MemoryKvStore<IndexNode>();
+ * new SortedIdIndex(store).add('k', 1n);
+ * store.size; // 2 (header and one page)
+ */
+export class MemoryKvStore<V> implements KvStore<V> {
+    readonly stats: KvStoreStats = { gets: 0, inserts: 0, removes: 0 };
+    private readonly entries = new Map<string, string>();
+
+    get(key: string): V | undefined {
+        this.stats.gets++;
+        const text = this.entries.get(key);
+        return text === undefined ? undefined : (JSON.parse(text) as V);
+    }
+
+    insert(key: string, value: V): void {
+        this.stats.inserts++;
+        this.entries.set(key, JSON.stringify(value));
+    }
+
+    remove(key: string): void {
+        this.stats.removes++;
+        this.entries.delete(key);
+    }
+
+    /** Number of keys stored. */
+    get size(): number {
+        return this.entries.size;
+    }
+
+    /** Stored keys in insertion order; not counted in `stats`. */
+    keys(): string[] {
+        return [...this.entries.keys()];
+    }
+
+    /** Stored value without counting a get, for assertions. */
+    peek(key: string): V | undefined {
+        const text = this.entries.get(key);
+        return text === undefined ? undefined : (JSON.parse(text) as V);
+    }
+}
