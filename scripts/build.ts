@@ -12,7 +12,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -153,16 +153,62 @@ export async function buildCanister(
     return true;
 }
 
-/** Builds the named canisters (all by default), one after another. */
+const LOCK_DIR = join(ROOT, '.azle', '.build-lock');
+const LOCK_WAIT_MS = 600_000;
+const LOCK_POLL_MS = 200;
+
+function processAlive(pid: number): boolean {
+    try {
+        process.kill(pid, 0);
+        return true;
+    } catch {
+        return false;
+    }
+}
+
+/**
+ * Runs `body` holding the build lock: Azle deletes `.azle/<name>` before it writes, so two builds at
+ * once (two test runs, or a test run and `npm run build`) would remove each other's output.
+ */
+async function withBuildLock<T>(body: () => Promise<T>): Promise<T> {
+    const started_ms = Date.now();
+    await mkdir(dirname(LOCK_DIR), { recursive: true });
+    for (;;) {
+        try {
+            await mkdir(LOCK_DIR);
+            await writeFile(join(LOCK_DIR, 'pid'), String(process.pid));
+            break;
+        } catch {
+            const holder = Number(await readFile(join(LOCK_DIR, 'pid'), 'utf8').catch(() => 'NaN'));
+            if (Number.isInteger(holder) && !processAlive(holder)) {
+                await rm(LOCK_DIR, { recursive: true, force: true });
+                continue;
+            }
+            if (Date.now() - started_ms > LOCK_WAIT_MS) {
+                throw new Error(`waited ${LOCK_WAIT_MS} ms for ${LOCK_DIR}; remove it if stale`);
+            }
+            await new Promise((r) => setTimeout(r, LOCK_POLL_MS));
+        }
+    }
+    try {
+        return await body();
+    } finally {
+        await rm(LOCK_DIR, { recursive: true, force: true });
+    }
+}
+
+/** Builds the named canisters (all by default), one after another, under the build lock. */
 export async function buildAll(
     options: { names?: string[]; force?: boolean; log?: (line: string) => void } = {}
 ): Promise<void> {
     const names = options.names?.length ? options.names : CANISTERS.map((c) => c.name);
-    for (const name of names) {
-        const canister = CANISTERS.find((c) => c.name === name);
-        if (canister === undefined) throw new Error(`unknown canister ${name}`);
-        await buildCanister(canister, options);
-    }
+    await withBuildLock(async () => {
+        for (const name of names) {
+            const canister = CANISTERS.find((c) => c.name === name);
+            if (canister === undefined) throw new Error(`unknown canister ${name}`);
+            await buildCanister(canister, options);
+        }
+    });
 }
 
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

@@ -46,7 +46,7 @@ export const LOAN_STATUSES: readonly LoanStatusName[] = [
 ];
 
 /** The one error type of every public method. */
-export const Error = variant({
+export const ApiError = variant({
     NotAuthorized: empty,
     InvalidInput: record({ field: text, reason: text }),
     NotFound: record({ what: text, id: text }),
@@ -63,13 +63,13 @@ export const Error = variant({
     /** An inter-canister call was rejected (IC reject code and message). */
     CallFailed: record({ callee: principal, reject_code: nat32, message: text })
 });
-export type Error = Infer<typeof Error>;
+export type ApiError = Infer<typeof ApiError>;
 
-/** `variant { Ok: T; Err: Error }`. */
-export function Result<T>(ok: Typed<T>): Typed<{ Ok: T } | { Err: Error }> {
-    return result(ok, Error);
+/** `variant { Ok: T; Err: ApiError }`. */
+export function Result<T>(ok: Typed<T>): Typed<{ Ok: T } | { Err: ApiError }> {
+    return result(ok, ApiError);
 }
-export type Result<T> = { Ok: T } | { Err: Error };
+export type Result<T> = { Ok: T } | { Err: ApiError };
 export const UnitResult = Result(empty);
 export type UnitResult = Result<null>;
 
@@ -145,18 +145,20 @@ export type StatusCount = Infer<typeof StatusCount>;
 
 // ---- Shards -----------------------------------------------------------------------------------
 
+/**
+ * A shard's own figures. `storage_used_bytes` counts the bytes of its stored loans and indexes (what
+ * capacity planning needs); the canister's memory size comes from `canister_status`, which only a
+ * controller (the factory) can read, so the factory fills `memory_size_bytes` in `ShardInfo`.
+ */
 export const ShardMetrics = record({
     loan_count: nat64,
     storage_used_bytes: nat64,
-    stable_memory_bytes: nat64,
-    heap_memory_bytes: nat64,
     storage_percentage: float64,
     message_count: nat64,
     error_count: nat64,
     avg_instructions_per_call: nat64,
     max_instructions_per_call: nat64,
     avg_response_time_ms: float64,
-    cycles_balance: nat,
     owned_slots: nat32,
     is_read_only: bool,
     collected_at: nat64
@@ -175,6 +177,8 @@ export const ShardInfo = record({
     is_read_only: bool,
     region: text,
     slot_count: nat32,
+    memory_size_bytes: nat64,
+    cycles_balance: nat,
     performance_metrics: ShardMetrics
 });
 export type ShardInfo = Infer<typeof ShardInfo>;
@@ -266,7 +270,9 @@ export const CircuitBreakerConfig = record({
     wait_duration_in_open_ms: nat64,
     exponential_backoff_multiplier: float64,
     max_wait_duration_in_open_ms: nat64,
-    permitted_calls_in_half_open: nat32
+    permitted_calls_in_half_open: nat32,
+    /** A half-open breaker whose probes never report back reopens after this (0: never). */
+    max_wait_duration_in_half_open_ms: nat64
 });
 export type CircuitBreakerConfig = Infer<typeof CircuitBreakerConfig>;
 
