@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-    { ignores: ['node_modules/', '.azle/', '.dfx/', 'src/declarations/', 'bench/results/'] },
+    { ignores: ['**/node_modules/', '**/.azle/', '.dfx/', 'src/declarations/', 'bench/results/'] },
     js.configs.recommended,
     ...tseslint.configs.recommended,
     {
