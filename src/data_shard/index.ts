@@ -1,12 +1,732 @@
-import { IDL, query } from 'azle';
+/**
+ * The data shard: the loans of the slots it owns, with secondary indexes, in stable memory.
+ *
+ * Writes come only from the factory and the router (the router checks the user); reads only from
+ * them and the shard's controllers. Every rule lives in `src/shared` (`loan.ts` for transitions,
+ * `shard_state.ts` for slot admission and checksums); this file reads state, calls those, writes back.
+ */
+import {
+    IDL,
+    init,
+    msgCaller,
+    isController,
+    performanceCounter,
+    postUpgrade,
+    Principal,
+    query,
+    time,
+    update
+} from 'azle';
 
+import { bool, nat32, nat64, opt, principal, vec } from '../shared/candid';
+import { slotOf } from '../shared/hash';
+import {
+    DEFAULT_PAGE_SIZE,
+    MAX_MIGRATION_BATCH_BYTES,
+    MAX_MIGRATION_BATCH_LOANS,
+    MAX_PAGE_SIZE,
+    SLOT_COUNT
+} from '../shared/limits';
+import { applyLoanUpdate, newLoanRecord, validateNewLoan } from '../shared/loan';
+import { decodeLoanId, encodeLoanId } from '../shared/loan_id';
+import {
+    DeleteResult,
+    ExportBatch,
+    ExportCursor,
+    ImportResult,
+    LoanVersion,
+    ShardInit,
+    ShardLoanPage,
+    ShardStats,
+    SlotSeq,
+    SlotSpan,
+    SpanChecksum
+} from '../shared/shard_api';
+import {
+    admitWrite,
+    applyToSlot,
+    applyToTotals,
+    decodeLoan,
+    encodeLoan,
+    newSlotRecord,
+    shouldImport,
+    SlotRecord,
+    SlotState,
+    SlotStateName
+} from '../shared/shard_state';
+import { tagOf } from '../shared/candid';
+import {
+    ApiError,
+    Loan,
+    LOAN_STATUSES,
+    LoanStatus,
+    LoanUpdate,
+    NewLoan,
+    Result,
+    ShardMetrics,
+    UnitResult
+} from '../shared/types';
 import { VERSION } from '../shared/version';
+import {
+    byBorrower,
+    byInvestor,
+    byStatus,
+    dirty,
+    getConfig,
+    getCounters,
+    getTotals,
+    isFactory,
+    isRouter,
+    loans,
+    putSlot,
+    setConfig,
+    setCounters,
+    setTotals,
+    slots
+} from './store';
 
-/** A data shard: loans of the slots it owns, in stable memory. */
+type Res<T> = { Ok: T } | { Err: ApiError };
+
+const NOT_AUTHORIZED = { Err: { NotAuthorized: null } } as const;
+/** Limits of a shard deployed by hand (the factory passes its configured ones). */
+const DEFAULT_MAX_LOANS = 100_000n;
+const DEFAULT_STORAGE_CAPACITY_BYTES = 96n * 1024n ** 3n;
+/** Sequence numbers an export batch may probe past gaps before it answers. */
+const MAX_EXPORT_PROBES = 4 * MAX_MIGRATION_BATCH_LOANS;
+const SEQ_MASK = (1n << 48n) - 1n;
+/** Pages of the catch-up set one call may walk: the set never exceeds the shard's loans. */
+const MAX_DIRTY_PAGES = 1_000;
+
+function invalid(field: string, reason: string): { Err: ApiError } {
+    return { Err: { InvalidInput: { field, reason } } };
+}
+
+function canWrite(caller: Principal): boolean {
+    return isFactory(caller) || isRouter(caller);
+}
+
+function canRead(caller: Principal): boolean {
+    return canWrite(caller) || isController(caller);
+}
+
+function pageLimit(limit: [] | [number]): Res<number> {
+    const value = limit[0] ?? DEFAULT_PAGE_SIZE;
+    if (value < 1 || value > MAX_PAGE_SIZE) {
+        return invalid('limit', `must be in 1..=${MAX_PAGE_SIZE}`);
+    }
+    return { Ok: value };
+}
+
+function validSpan(span: SlotSpan): Res<null> {
+    if (span.start > span.end || span.end >= SLOT_COUNT) {
+        return invalid('span', `must satisfy start <= end < ${SLOT_COUNT}`);
+    }
+    return { Ok: null };
+}
+
+/** The catch-up set's key in its index (a shard is the source of one migration at a time). */
+const DIRTY_KEY = 'dirty';
+
+/** Drops the span's ids from the catch-up set; bounded by the set's size. */
+function forgetDirty(span: SlotSpan): void {
+    let after: bigint | null = null;
+    for (let pages = 0; pages <= MAX_DIRTY_PAGES; pages++) {
+        const { ids, has_more } = dirty.page(DIRTY_KEY, after, MAX_MIGRATION_BATCH_LOANS);
+        for (const id of ids) {
+            const slot = Number(id >> 48n);
+            if (slot >= span.start && slot <= span.end) dirty.remove(DIRTY_KEY, id);
+        }
+        if (!has_more || ids.length === 0) return;
+        after = ids[ids.length - 1];
+    }
+}
+
+/** Runs an update's body and records its outcome and instruction count (updates persist these). */
+function metered<T>(body: () => Res<T>): Res<T> {
+    const result = body();
+    const counters = getCounters();
+    const instructions = performanceCounter(0);
+    setCounters({
+        ...counters,
+        message_count: counters.message_count + 1n,
+        error_count: counters.error_count + ('Err' in result ? 1n : 0n),
+        instructions_total: counters.instructions_total + instructions,
+        instructions_max:
+            instructions > counters.instructions_max ? instructions : counters.instructions_max
+    });
+    return result;
+}
+
+function statusKey(status: LoanStatus): string {
+    return tagOf(status);
+}
+
+function readLoan(id: bigint): Loan | undefined {
+    const bytes = loans.get(id);
+    return bytes === undefined ? undefined : decodeLoan(bytes);
+}
+
+/**
+ * Writes `after` in place of `before` (either may be absent) and keeps everything derived from loans
+ * in step: the slot's count and checksum, the totals, the indexes, the catch-up set, storage bytes.
+ */
+function writeLoan(
+    slot: number,
+    record: SlotRecord,
+    before: Loan | undefined,
+    after: Loan | undefined
+): SlotRecord {
+    const id = (after ?? before)!.id;
+    const beforeBytes = before === undefined ? undefined : loans.get(id);
+    const afterBytes = after === undefined ? undefined : encodeLoan(after);
+    if (afterBytes === undefined) loans.remove(id);
+    else loans.insert(id, afterBytes);
+
+    const next = applyToSlot(record, beforeBytes, afterBytes);
+    slots.insert(slot, next); // same state as `record`: the owned count is unchanged
+    setTotals(applyToTotals(getTotals(), before, after));
+    const counters = getCounters();
+    const delta = BigInt(afterBytes?.length ?? 0) - BigInt(beforeBytes?.length ?? 0);
+    const entryDelta = before === undefined ? 8n : after === undefined ? -8n : 0n;
+    setCounters({
+        ...counters,
+        storage_used_bytes: counters.storage_used_bytes + delta + entryDelta
+    });
+
+    if (before === undefined && after !== undefined) byBorrower.add(after.borrower.toText(), id);
+    if (after === undefined && before !== undefined)
+        byBorrower.remove(before.borrower.toText(), id);
+    const beforeStatus = before === undefined ? undefined : statusKey(before.status);
+    const afterStatus = after === undefined ? undefined : statusKey(after.status);
+    if (beforeStatus !== afterStatus) {
+        if (beforeStatus !== undefined) byStatus.remove(beforeStatus, id);
+        if (afterStatus !== undefined) byStatus.add(afterStatus, id);
+    }
+    const beforeInvestors = new Set(before?.funders.map((f) => f.investor.toText()) ?? []);
+    const afterInvestors = new Set(after?.funders.map((f) => f.investor.toText()) ?? []);
+    for (const investor of beforeInvestors) {
+        if (!afterInvestors.has(investor)) byInvestor.remove(investor, id);
+    }
+    for (const investor of afterInvestors) {
+        if (!beforeInvestors.has(investor)) byInvestor.add(investor, id);
+    }
+    if (next.state === 'Migrating' || next.state === 'Frozen') dirty.add(DIRTY_KEY, id);
+    return next;
+}
+
+function loanPage(ids: bigint[], has_more: boolean): ShardLoanPage {
+    const page: Loan[] = [];
+    for (const id of ids) {
+        const loan = readLoan(id);
+        if (loan !== undefined) page.push(loan);
+    }
+    const last = ids[ids.length - 1];
+    return { loans: page, next_cursor: has_more && last !== undefined ? [last] : [] };
+}
+
+/** Which slot-state changes the factory may make; anything else is a protocol error. */
+const ALLOWED_SLOT_TRANSITIONS: Record<SlotStateName | 'Absent', SlotStateName[]> = {
+    Absent: ['Importing'],
+    Importing: ['Importing', 'Owned'],
+    Owned: ['Owned', 'Migrating'],
+    Migrating: ['Migrating', 'Frozen', 'Owned'],
+    Frozen: ['Frozen', 'Migrating', 'Owned', 'Released'],
+    Released: ['Released']
+};
+
 export default class {
-    /** The canister's version. Example: `dfx canister call data_shard version` → `("0.1.0")`. */
+    /**
+     * Installs the shard: its id, the factory and router allowed to write, its initial slots. The
+     * factory always passes the argument; a shard deployed by hand without one (`dfx deploy`) starts
+     * empty with its installer as factory.
+     */
+    @init([opt(ShardInit)])
+    init(arg: [] | [ShardInit]): void {
+        const given = arg[0] ?? {
+            shard_id: 0,
+            factory: msgCaller(),
+            router: [] as [] | [Principal],
+            slots: [],
+            epoch: 0n,
+            max_loans: DEFAULT_MAX_LOANS,
+            storage_capacity_bytes: DEFAULT_STORAGE_CAPACITY_BYTES
+        };
+        setConfig({
+            shard_id: given.shard_id,
+            factory: given.factory.toText(),
+            router: given.router[0]?.toText() ?? null,
+            epoch: given.epoch,
+            max_loans: given.max_loans,
+            storage_capacity_bytes: given.storage_capacity_bytes,
+            read_only: false
+        });
+        for (const range of given.slots) {
+            if (range.start > range.end || range.end >= SLOT_COUNT) {
+                throw new Error(`invalid slot range ${range.start}..=${range.end}`);
+            }
+            for (let slot = range.start; slot <= range.end; slot++) {
+                putSlot(slot, slots.get(slot), newSlotRecord('Owned'));
+            }
+        }
+    }
+
+    /**
+     * Everything lives in stable maps, so an upgrade restores nothing. Azle requires the init
+     * argument type here too; when given it must name this shard (a mixed-up upgrade traps and so
+     * changes nothing).
+     */
+    @postUpgrade([opt(ShardInit)])
+    postUpgrade(arg: [] | [ShardInit]): void {
+        const config = getConfig();
+        if (arg[0] !== undefined && arg[0].shard_id !== config.shard_id) {
+            throw new Error(
+                `upgrade argument names shard ${arg[0].shard_id}, this is ${config.shard_id}`
+            );
+        }
+    }
+
+    /** The canister's version. `dfx canister call data_shard version` → `("0.1.0")`. */
     @query([], IDL.Text)
     version(): string {
         return VERSION;
+    }
+
+    /**
+     * Stores a new loan under id `slot << 48 | seq` (slot of the borrower). Factory or router only.
+     * `WrongShard` when this shard does not own the borrower's slot; `ReadOnly` when frozen.
+     */
+    @update([NewLoan], Result(Loan))
+    create_loan(application: NewLoan): Result<Loan> {
+        return metered(() => {
+            if (!canWrite(msgCaller())) return NOT_AUTHORIZED;
+            const now = time();
+            const valid = validateNewLoan(application, now);
+            if ('Err' in valid) return valid;
+            const config = getConfig();
+            const slot = slotOf(application.borrower.toUint8Array());
+            const record = slots.get(slot);
+            const admitted = admitWrite(slot, record, config.read_only, config.epoch);
+            if ('Err' in admitted) return admitted;
+            if (BigInt(loans.len()) >= config.max_loans) {
+                return {
+                    Err: { CapacityExceeded: { resource: 'loans', limit: config.max_loans } }
+                };
+            }
+            if (getCounters().storage_used_bytes >= config.storage_capacity_bytes) {
+                return {
+                    Err: {
+                        CapacityExceeded: {
+                            resource: 'storage_bytes',
+                            limit: config.storage_capacity_bytes
+                        }
+                    }
+                };
+            }
+            const id = encodeLoanId(slot, record!.next_seq);
+            if (!id.ok)
+                return {
+                    Err: { CapacityExceeded: { resource: 'loans_per_slot', limit: 2n ** 48n } }
+                };
+            if (loans.containsKey(id.value)) {
+                throw new Error(`slot ${slot}'s sequence counter is behind its stored loans`);
+            }
+            const loan = newLoanRecord(id.value, application, now);
+            writeLoan(slot, { ...record!, next_seq: record!.next_seq + 1 }, undefined, loan);
+            return { Ok: loan };
+        });
+    }
+
+    /** Applies one typed transition to a loan (see `src/shared/loan.ts`). Factory or router only. */
+    @update([nat64, LoanUpdate], Result(Loan))
+    update_loan(id: bigint, change: LoanUpdate): Result<Loan> {
+        return metered(() => {
+            if (!canWrite(msgCaller())) return NOT_AUTHORIZED;
+            const parts = decodeLoanId(id);
+            if (!parts.ok) return invalid('id', parts.reason);
+            const slot = parts.value.slot;
+            const config = getConfig();
+            const record = slots.get(slot);
+            const admitted = admitWrite(slot, record, config.read_only, config.epoch);
+            if ('Err' in admitted) return admitted;
+            const before = readLoan(id);
+            if (before === undefined)
+                return { Err: { NotFound: { what: 'loan', id: String(id) } } };
+            const after = applyLoanUpdate(before, change, time());
+            if ('Err' in after) return after;
+            writeLoan(slot, record!, before, after.Ok);
+            return after;
+        });
+    }
+
+    /** One loan by id. Query; factory, router or controllers. */
+    @query([nat64], Result(Loan))
+    get_loan(id: bigint): Result<Loan> {
+        if (!canRead(msgCaller())) return NOT_AUTHORIZED;
+        const loan = readLoan(id);
+        return loan === undefined
+            ? { Err: { NotFound: { what: 'loan', id: String(id) } } }
+            : { Ok: loan };
+    }
+
+    /** A borrower's loans in id order after `cursor`, at most `limit` (≤ 500). Query. */
+    @query([principal, opt(nat64), opt(nat32)], Result(ShardLoanPage))
+    get_loans_by_borrower(
+        borrower: Principal,
+        cursor: [] | [bigint],
+        limit: [] | [number]
+    ): Result<ShardLoanPage> {
+        if (!canRead(msgCaller())) return NOT_AUTHORIZED;
+        const size = pageLimit(limit);
+        if ('Err' in size) return size;
+        const { ids, has_more } = byBorrower.page(borrower.toText(), cursor[0] ?? null, size.Ok);
+        return { Ok: loanPage(ids, has_more) };
+    }
+
+    /** Loans an investor funded, in id order after `cursor`, at most `limit` (≤ 500). Query. */
+    @query([principal, opt(nat64), opt(nat32)], Result(ShardLoanPage))
+    get_loans_by_investor(
+        investor: Principal,
+        cursor: [] | [bigint],
+        limit: [] | [number]
+    ): Result<ShardLoanPage> {
+        if (!canRead(msgCaller())) return NOT_AUTHORIZED;
+        const size = pageLimit(limit);
+        if ('Err' in size) return size;
+        const { ids, has_more } = byInvestor.page(investor.toText(), cursor[0] ?? null, size.Ok);
+        return { Ok: loanPage(ids, has_more) };
+    }
+
+    /** Loans in a status, in id order after `cursor`, at most `limit` (≤ 500). Query. */
+    @query([LoanStatus, opt(nat64), opt(nat32)], Result(ShardLoanPage))
+    get_loans_by_status(
+        status: LoanStatus,
+        cursor: [] | [bigint],
+        limit: [] | [number]
+    ): Result<ShardLoanPage> {
+        if (!canRead(msgCaller())) return NOT_AUTHORIZED;
+        const size = pageLimit(limit);
+        if ('Err' in size) return size;
+        const { ids, has_more } = byStatus.page(statusKey(status), cursor[0] ?? null, size.Ok);
+        return { Ok: loanPage(ids, has_more) };
+    }
+
+    /** The shard's own figures; counters cover update calls (queries cannot persist counts). */
+    @query([], Result(ShardMetrics))
+    get_shard_metrics(): Result<ShardMetrics> {
+        if (!canRead(msgCaller())) return NOT_AUTHORIZED;
+        const config = getConfig();
+        const counters = getCounters();
+        const count = BigInt(loans.len());
+        const capacity = config.storage_capacity_bytes;
+        return {
+            Ok: {
+                loan_count: count,
+                storage_used_bytes: counters.storage_used_bytes,
+                storage_percentage:
+                    capacity === 0n
+                        ? 0
+                        : (Number(counters.storage_used_bytes) / Number(capacity)) * 100,
+                message_count: counters.message_count,
+                error_count: counters.error_count,
+                avg_instructions_per_call:
+                    counters.message_count === 0n
+                        ? 0n
+                        : counters.instructions_total / counters.message_count,
+                max_instructions_per_call: counters.instructions_max,
+                avg_response_time_ms: 0,
+                owned_slots: getCounters().owned_slots,
+                is_read_only: config.read_only,
+                collected_at: time()
+            }
+        };
+    }
+
+    /** Per-status counts and amount totals, kept incrementally. Query. */
+    @query([], Result(ShardStats))
+    get_shard_stats(): Result<ShardStats> {
+        if (!canRead(msgCaller())) return NOT_AUTHORIZED;
+        const config = getConfig();
+        const totals = getTotals();
+        return {
+            Ok: {
+                shard_id: config.shard_id,
+                loan_count: BigInt(loans.len()),
+                owned_slots: getCounters().owned_slots,
+                by_status: LOAN_STATUSES.map((s) => ({
+                    status: { [s]: null } as LoanStatus,
+                    count: BigInt(totals.by_status[s])
+                })),
+                total_requested: totals.total_requested,
+                total_approved: totals.total_approved,
+                total_repaid: totals.total_repaid,
+                read_only: config.read_only,
+                epoch: config.epoch
+            }
+        };
+    }
+
+    /**
+     * Migration: a batch of a span's loans in (slot, sequence) order after `cursor`, bounded by count
+     * and by bytes so the reply stays far below 2 MiB. Query; factory only.
+     */
+    @query([SlotSpan, opt(ExportCursor), nat32], Result(ExportBatch))
+    export_slot_batch(
+        span: SlotSpan,
+        cursor: [] | [ExportCursor],
+        limit: number
+    ): Result<ExportBatch> {
+        if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
+        const valid = validSpan(span);
+        if ('Err' in valid) return valid;
+        if (limit < 1 || limit > MAX_MIGRATION_BATCH_LOANS) {
+            return invalid('limit', `must be in 1..=${MAX_MIGRATION_BATCH_LOANS}`);
+        }
+        const from = cursor[0];
+        if (from !== undefined && (from.slot < span.start || from.slot > span.end)) {
+            return invalid('cursor', 'must point into the span');
+        }
+        const batch: Loan[] = [];
+        const slot_seqs: SlotSeq[] = [];
+        let bytes = 0;
+        let probes = 0;
+        for (let slot = from?.slot ?? span.start; slot <= span.end; slot++) {
+            const record = slots.get(slot);
+            if (record === undefined) continue;
+            let seq =
+                from !== undefined && slot === from.slot ? Number(from.seq) : record.low_seq - 1;
+            while (seq + 1 < record.next_seq) {
+                if (batch.length >= limit || probes >= MAX_EXPORT_PROBES) {
+                    return {
+                        Ok: { loans: batch, next_cursor: [{ slot, seq: BigInt(seq) }], slot_seqs }
+                    };
+                }
+                const id = encodeLoanId(slot, seq + 1);
+                if (!id.ok) break;
+                const encoded = loans.get(id.value);
+                if (encoded !== undefined && bytes + encoded.length > MAX_MIGRATION_BATCH_BYTES) {
+                    return {
+                        Ok: { loans: batch, next_cursor: [{ slot, seq: BigInt(seq) }], slot_seqs }
+                    };
+                }
+                seq += 1;
+                probes += 1;
+                if (encoded !== undefined) {
+                    bytes += encoded.length;
+                    batch.push(decodeLoan(encoded));
+                }
+            }
+            slot_seqs.push({ slot, next_seq: BigInt(record.next_seq) });
+        }
+        return { Ok: { loans: batch, next_cursor: [], slot_seqs } };
+    }
+
+    /**
+     * Migration: upserts copies of loans into slots this shard is importing; a copy replaces what is
+     * here only when its version is newer, so repeating a batch changes nothing. `slot_seqs` raise
+     * the slots' sequence counters. Factory only.
+     */
+    @update([vec(Loan), vec(SlotSeq)], Result(ImportResult))
+    import_loans(batch: Loan[], slot_seqs: SlotSeq[]): Result<ImportResult> {
+        return metered(() => {
+            if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
+            if (batch.length > MAX_MIGRATION_BATCH_LOANS || slot_seqs.length > SLOT_COUNT) {
+                return invalid('loans', `at most ${MAX_MIGRATION_BATCH_LOANS} loans per batch`);
+            }
+            for (const loan of batch) {
+                const parts = decodeLoanId(loan.id);
+                if (!parts.ok) return invalid('loans', `loan id ${loan.id}: ${parts.reason}`);
+                const slot = parts.value.slot;
+                if (slots.get(slot)?.state !== 'Importing') {
+                    return invalid(
+                        'loans',
+                        `slot ${slot} of loan ${loan.id} is not being imported here`
+                    );
+                }
+                if (slotOf(loan.borrower.toUint8Array()) !== slot) {
+                    return invalid('loans', `loan ${loan.id}'s borrower is not in slot ${slot}`);
+                }
+            }
+            for (const { slot } of slot_seqs) {
+                if (slot >= SLOT_COUNT || slots.get(slot)?.state !== 'Importing') {
+                    return invalid('slot_seqs', `slot ${slot} is not being imported here`);
+                }
+            }
+            let imported = 0;
+            for (const loan of batch) {
+                const existing = readLoan(loan.id);
+                if (!shouldImport(existing, loan)) continue;
+                const slot = Number(loan.id >> 48n);
+                const record = slots.get(slot)!;
+                // A copied loan's seq is taken: the counter must pass it even before slot_seqs arrive.
+                const seqAfter = Number(loan.id & SEQ_MASK) + 1;
+                writeLoan(
+                    slot,
+                    { ...record, next_seq: Math.max(record.next_seq, seqAfter) },
+                    existing,
+                    loan
+                );
+                imported += 1;
+            }
+            for (const { slot, next_seq } of slot_seqs) {
+                const record = slots.get(slot)!;
+                if (Number(next_seq) > record.next_seq) {
+                    slots.insert(slot, { ...record, next_seq: Number(next_seq) });
+                }
+            }
+            return { Ok: { imported, skipped: batch.length - imported } };
+        });
+    }
+
+    /** A span's loan count and order-free checksum, for migration verification. Query; factory only. */
+    @query([SlotSpan], Result(SpanChecksum))
+    span_checksum(span: SlotSpan): Result<SpanChecksum> {
+        if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
+        const valid = validSpan(span);
+        if ('Err' in valid) return valid;
+        let count = 0n;
+        let checksum = 0n;
+        for (let slot = span.start; slot <= span.end; slot++) {
+            const record = slots.get(slot);
+            if (record === undefined) continue;
+            count += BigInt(record.count);
+            checksum = BigInt.asUintN(64, checksum + record.checksum);
+        }
+        return { Ok: { count, checksum } };
+    }
+
+    /**
+     * Moves every slot of a span through the migration states (see `SlotState`) and records the
+     * routing epoch the factory is at. If any slot may not make the move, nothing changes and the
+     * answer is `InvalidInput`. Factory only.
+     */
+    @update([SlotSpan, SlotState, nat64], UnitResult)
+    set_slot_state(span: SlotSpan, state: SlotState, epoch: bigint): UnitResult {
+        return metered(() => {
+            if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
+            const valid = validSpan(span);
+            if ('Err' in valid) return valid;
+            const target = tagOf(state) as SlotStateName;
+            for (let slot = span.start; slot <= span.end; slot++) {
+                const from = slots.get(slot)?.state ?? 'Absent';
+                if (!ALLOWED_SLOT_TRANSITIONS[from].includes(target)) {
+                    return invalid('state', `slot ${slot} cannot go from ${from} to ${target}`);
+                }
+            }
+            const config = getConfig();
+            if (epoch > config.epoch) setConfig({ ...config, epoch });
+            let leftMigration = false;
+            for (let slot = span.start; slot <= span.end; slot++) {
+                const record = slots.get(slot);
+                const migrating = record?.state === 'Migrating' || record?.state === 'Frozen';
+                if (migrating && (target === 'Owned' || target === 'Released'))
+                    leftMigration = true;
+                putSlot(slot, record, { ...(record ?? newSlotRecord(target)), state: target });
+            }
+            if (leftMigration) forgetDirty(span);
+            return { Ok: null };
+        });
+    }
+
+    /** Migration catch-up: loans written in migrating slots since their copy began. Factory only. */
+    @query([nat32], Result(vec(Loan)))
+    export_dirty_batch(limit: number): Result<Loan[]> {
+        if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
+        if (limit < 1 || limit > MAX_MIGRATION_BATCH_LOANS) {
+            return invalid('limit', `must be in 1..=${MAX_MIGRATION_BATCH_LOANS}`);
+        }
+        const { ids } = dirty.page(DIRTY_KEY, null, limit);
+        return { Ok: loanPage(ids, false).loans };
+    }
+
+    /**
+     * Migration catch-up: forgets dirty ids whose copy the target now holds; an id written again
+     * since (a newer version) stays dirty. Returns how many remain. Factory only.
+     */
+    @update([vec(LoanVersion)], Result(nat64))
+    ack_dirty(copied: LoanVersion[]): Result<bigint> {
+        return metered(() => {
+            if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
+            if (copied.length > MAX_MIGRATION_BATCH_LOANS) {
+                return invalid('copied', `at most ${MAX_MIGRATION_BATCH_LOANS} per call`);
+            }
+            for (const { id, version } of copied) {
+                const loan = readLoan(id);
+                if (loan === undefined || loan.version === version) dirty.remove(DIRTY_KEY, id);
+            }
+            return { Ok: BigInt(dirty.count(DIRTY_KEY)) };
+        });
+    }
+
+    /**
+     * Deletes up to `limit` loans of the span's released slots; a slot is forgotten when empty.
+     * `remaining` counts the loans still held in released slots of the span. Factory only.
+     */
+    @update([SlotSpan, nat32], Result(DeleteResult))
+    delete_slot_batch(span: SlotSpan, limit: number): Result<DeleteResult> {
+        return metered(() => {
+            if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
+            const valid = validSpan(span);
+            if ('Err' in valid) return valid;
+            if (limit < 1 || limit > MAX_MIGRATION_BATCH_LOANS) {
+                return invalid('limit', `must be in 1..=${MAX_MIGRATION_BATCH_LOANS}`);
+            }
+            for (let slot = span.start; slot <= span.end; slot++) {
+                const state = slots.get(slot)?.state;
+                if (state !== undefined && state !== 'Released') {
+                    return invalid(
+                        'span',
+                        `slot ${slot} must be released before its loans are deleted`
+                    );
+                }
+            }
+            let deleted = 0;
+            let probes = 0;
+            let remaining = 0n;
+            for (let slot = span.start; slot <= span.end; slot++) {
+                let record = slots.get(slot);
+                if (record === undefined) continue;
+                let seq = record.low_seq;
+                while (
+                    record.count > 0 &&
+                    deleted < limit &&
+                    probes < MAX_EXPORT_PROBES &&
+                    seq < record.next_seq
+                ) {
+                    const id = encodeLoanId(slot, seq);
+                    if (!id.ok) break;
+                    seq += 1;
+                    probes += 1;
+                    const loan = readLoan(id.value);
+                    if (loan !== undefined) {
+                        record = writeLoan(slot, record, loan, undefined);
+                        deleted += 1;
+                    }
+                }
+                if (record.count === 0) putSlot(slot, record, undefined);
+                else slots.insert(slot, { ...record, low_seq: seq });
+                remaining += BigInt(record.count);
+            }
+            return { Ok: { deleted, remaining } };
+        });
+    }
+
+    /** Stops or resumes all writes (e.g. before retiring the shard). Factory only. */
+    @update([bool], UnitResult)
+    set_read_only(read_only: boolean): UnitResult {
+        return metered(() => {
+            if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
+            setConfig({ ...getConfig(), read_only });
+            return { Ok: null };
+        });
+    }
+
+    /** Names the router allowed to write. Factory only. */
+    @update([principal], UnitResult)
+    set_router(router: Principal): UnitResult {
+        return metered(() => {
+            if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
+            setConfig({ ...getConfig(), router: router.toText() });
+            return { Ok: null };
+        });
     }
 }

@@ -17,13 +17,21 @@ import {
     MAX_REPAYMENT_HISTORY,
     MAX_TEXT_FIELD_LENGTH_CHARS
 } from './limits';
-import type { Error, Loan, LoanStatus, LoanStatusName, LoanUpdate, NewLoan, Result } from './types';
+import type {
+    ApiError,
+    Loan,
+    LoanStatus,
+    LoanStatusName,
+    LoanUpdate,
+    NewLoan,
+    Result
+} from './types';
 
 /** The largest amount a loan may request, in the smallest unit (10^9 whole tokens of 8 decimals). */
 export const MAX_LOAN_AMOUNT = 100_000_000_000_000_000n;
 const ANONYMOUS = Principal.anonymous().toText();
 
-function invalid(field: string, reason: string): { Err: Error } {
+function invalid(field: string, reason: string): { Err: ApiError } {
     return {
         Err: { InvalidInput: { field, reason: reason.slice(0, MAX_TEXT_FIELD_LENGTH_CHARS) } }
     };
@@ -89,7 +97,7 @@ function status(name: LoanStatusName): LoanStatus {
     return { [name]: null } as LoanStatus;
 }
 
-function wrongState(loan: Loan, action: string): { Err: Error } {
+function wrongState(loan: Loan, action: string): { Err: ApiError } {
     return { Err: { InvalidTransition: { from: loan.status, action } } };
 }
 

@@ -2,7 +2,7 @@ import { IDL } from '@dfinity/candid';
 import { Principal } from '@dfinity/principal';
 import { describe, expect, it } from 'vitest';
 import { tagOf } from '../../src/shared/candid';
-import { Error, Loan, LoanUpdate, Result } from '../../src/shared/types';
+import { ApiError, Loan, LoanUpdate, Result } from '../../src/shared/types';
 
 const borrower = Principal.fromText('2vxsx-fae');
 
@@ -48,7 +48,7 @@ describe('typed Candid', () => {
     it('names the tag of a variant value', () => {
         const update: LoanUpdate = { Repay: { amount: 10n } };
         expect(tagOf(update)).toBe('Repay');
-        const error: Error = { NotAuthorized: null };
+        const error: ApiError = { NotAuthorized: null };
         expect(tagOf(error)).toBe('NotAuthorized');
     });
 

@@ -10,6 +10,886 @@ import type { ActorMethod } from '@dfinity/agent';
 import type { IDL } from '@dfinity/candid';
 import type { Principal } from '@dfinity/principal';
 
-export interface _SERVICE { 'version' : ActorMethod<[], string> }
+export interface _SERVICE {
+  'ack_dirty' : ActorMethod<
+    [Array<{ 'id' : bigint, 'version' : bigint }>],
+    { 'Ok' : bigint } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'create_loan' : ActorMethod<
+    [
+      {
+        'apr' : bigint,
+        'nft_id' : bigint,
+        'amount_requested' : bigint,
+        'borrower' : Principal,
+        'due_date' : [] | [bigint],
+        'collateral_value_btc' : bigint,
+      },
+    ],
+    {
+        'Ok' : {
+          'id' : bigint,
+          'apr' : bigint,
+          'nft_id' : bigint,
+          'status' : { 'Repaid' : null } |
+            { 'Active' : null } |
+            { 'Approved' : null } |
+            { 'PendingApplication' : null } |
+            { 'Defaulted' : null } |
+            { 'PendingApproval' : null },
+          'updated_at' : bigint,
+          'amount_requested' : bigint,
+          'total_repaid' : bigint,
+          'created_at' : bigint,
+          'borrower' : Principal,
+          'repayment_history' : Array<
+            { 'timestamp' : bigint, 'amount' : bigint }
+          >,
+          'version' : bigint,
+          'due_date' : [] | [bigint],
+          'last_payment_date' : [] | [bigint],
+          'collateral_value_btc' : bigint,
+          'funders' : Array<{ 'amount' : bigint, 'investor' : Principal }>,
+          'amount_approved' : bigint,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'delete_slot_batch' : ActorMethod<
+    [{ 'end' : number, 'start' : number }, number],
+    { 'Ok' : { 'deleted' : number, 'remaining' : bigint } } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'export_dirty_batch' : ActorMethod<
+    [number],
+    {
+        'Ok' : Array<
+          {
+            'id' : bigint,
+            'apr' : bigint,
+            'nft_id' : bigint,
+            'status' : { 'Repaid' : null } |
+              { 'Active' : null } |
+              { 'Approved' : null } |
+              { 'PendingApplication' : null } |
+              { 'Defaulted' : null } |
+              { 'PendingApproval' : null },
+            'updated_at' : bigint,
+            'amount_requested' : bigint,
+            'total_repaid' : bigint,
+            'created_at' : bigint,
+            'borrower' : Principal,
+            'repayment_history' : Array<
+              { 'timestamp' : bigint, 'amount' : bigint }
+            >,
+            'version' : bigint,
+            'due_date' : [] | [bigint],
+            'last_payment_date' : [] | [bigint],
+            'collateral_value_btc' : bigint,
+            'funders' : Array<{ 'amount' : bigint, 'investor' : Principal }>,
+            'amount_approved' : bigint,
+          }
+        >
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'export_slot_batch' : ActorMethod<
+    [
+      { 'end' : number, 'start' : number },
+      [] | [{ 'seq' : bigint, 'slot' : number }],
+      number,
+    ],
+    {
+        'Ok' : {
+          'slot_seqs' : Array<{ 'next_seq' : bigint, 'slot' : number }>,
+          'loans' : Array<
+            {
+              'id' : bigint,
+              'apr' : bigint,
+              'nft_id' : bigint,
+              'status' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+              'updated_at' : bigint,
+              'amount_requested' : bigint,
+              'total_repaid' : bigint,
+              'created_at' : bigint,
+              'borrower' : Principal,
+              'repayment_history' : Array<
+                { 'timestamp' : bigint, 'amount' : bigint }
+              >,
+              'version' : bigint,
+              'due_date' : [] | [bigint],
+              'last_payment_date' : [] | [bigint],
+              'collateral_value_btc' : bigint,
+              'funders' : Array<{ 'amount' : bigint, 'investor' : Principal }>,
+              'amount_approved' : bigint,
+            }
+          >,
+          'next_cursor' : [] | [{ 'seq' : bigint, 'slot' : number }],
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'get_loan' : ActorMethod<
+    [bigint],
+    {
+        'Ok' : {
+          'id' : bigint,
+          'apr' : bigint,
+          'nft_id' : bigint,
+          'status' : { 'Repaid' : null } |
+            { 'Active' : null } |
+            { 'Approved' : null } |
+            { 'PendingApplication' : null } |
+            { 'Defaulted' : null } |
+            { 'PendingApproval' : null },
+          'updated_at' : bigint,
+          'amount_requested' : bigint,
+          'total_repaid' : bigint,
+          'created_at' : bigint,
+          'borrower' : Principal,
+          'repayment_history' : Array<
+            { 'timestamp' : bigint, 'amount' : bigint }
+          >,
+          'version' : bigint,
+          'due_date' : [] | [bigint],
+          'last_payment_date' : [] | [bigint],
+          'collateral_value_btc' : bigint,
+          'funders' : Array<{ 'amount' : bigint, 'investor' : Principal }>,
+          'amount_approved' : bigint,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'get_loans_by_borrower' : ActorMethod<
+    [Principal, [] | [bigint], [] | [number]],
+    {
+        'Ok' : {
+          'loans' : Array<
+            {
+              'id' : bigint,
+              'apr' : bigint,
+              'nft_id' : bigint,
+              'status' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+              'updated_at' : bigint,
+              'amount_requested' : bigint,
+              'total_repaid' : bigint,
+              'created_at' : bigint,
+              'borrower' : Principal,
+              'repayment_history' : Array<
+                { 'timestamp' : bigint, 'amount' : bigint }
+              >,
+              'version' : bigint,
+              'due_date' : [] | [bigint],
+              'last_payment_date' : [] | [bigint],
+              'collateral_value_btc' : bigint,
+              'funders' : Array<{ 'amount' : bigint, 'investor' : Principal }>,
+              'amount_approved' : bigint,
+            }
+          >,
+          'next_cursor' : [] | [bigint],
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'get_loans_by_investor' : ActorMethod<
+    [Principal, [] | [bigint], [] | [number]],
+    {
+        'Ok' : {
+          'loans' : Array<
+            {
+              'id' : bigint,
+              'apr' : bigint,
+              'nft_id' : bigint,
+              'status' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+              'updated_at' : bigint,
+              'amount_requested' : bigint,
+              'total_repaid' : bigint,
+              'created_at' : bigint,
+              'borrower' : Principal,
+              'repayment_history' : Array<
+                { 'timestamp' : bigint, 'amount' : bigint }
+              >,
+              'version' : bigint,
+              'due_date' : [] | [bigint],
+              'last_payment_date' : [] | [bigint],
+              'collateral_value_btc' : bigint,
+              'funders' : Array<{ 'amount' : bigint, 'investor' : Principal }>,
+              'amount_approved' : bigint,
+            }
+          >,
+          'next_cursor' : [] | [bigint],
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'get_loans_by_status' : ActorMethod<
+    [
+      { 'Repaid' : null } |
+        { 'Active' : null } |
+        { 'Approved' : null } |
+        { 'PendingApplication' : null } |
+        { 'Defaulted' : null } |
+        { 'PendingApproval' : null },
+      [] | [bigint],
+      [] | [number],
+    ],
+    {
+        'Ok' : {
+          'loans' : Array<
+            {
+              'id' : bigint,
+              'apr' : bigint,
+              'nft_id' : bigint,
+              'status' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+              'updated_at' : bigint,
+              'amount_requested' : bigint,
+              'total_repaid' : bigint,
+              'created_at' : bigint,
+              'borrower' : Principal,
+              'repayment_history' : Array<
+                { 'timestamp' : bigint, 'amount' : bigint }
+              >,
+              'version' : bigint,
+              'due_date' : [] | [bigint],
+              'last_payment_date' : [] | [bigint],
+              'collateral_value_btc' : bigint,
+              'funders' : Array<{ 'amount' : bigint, 'investor' : Principal }>,
+              'amount_approved' : bigint,
+            }
+          >,
+          'next_cursor' : [] | [bigint],
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'get_shard_metrics' : ActorMethod<
+    [],
+    {
+        'Ok' : {
+          'error_count' : bigint,
+          'avg_instructions_per_call' : bigint,
+          'storage_used_bytes' : bigint,
+          'avg_response_time_ms' : number,
+          'owned_slots' : number,
+          'loan_count' : bigint,
+          'is_read_only' : boolean,
+          'message_count' : bigint,
+          'max_instructions_per_call' : bigint,
+          'storage_percentage' : number,
+          'collected_at' : bigint,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'get_shard_stats' : ActorMethod<
+    [],
+    {
+        'Ok' : {
+          'total_approved' : bigint,
+          'owned_slots' : number,
+          'read_only' : boolean,
+          'by_status' : Array<
+            {
+              'status' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+              'count' : bigint,
+            }
+          >,
+          'total_requested' : bigint,
+          'shard_id' : number,
+          'total_repaid' : bigint,
+          'loan_count' : bigint,
+          'epoch' : bigint,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'import_loans' : ActorMethod<
+    [
+      Array<
+        {
+          'id' : bigint,
+          'apr' : bigint,
+          'nft_id' : bigint,
+          'status' : { 'Repaid' : null } |
+            { 'Active' : null } |
+            { 'Approved' : null } |
+            { 'PendingApplication' : null } |
+            { 'Defaulted' : null } |
+            { 'PendingApproval' : null },
+          'updated_at' : bigint,
+          'amount_requested' : bigint,
+          'total_repaid' : bigint,
+          'created_at' : bigint,
+          'borrower' : Principal,
+          'repayment_history' : Array<
+            { 'timestamp' : bigint, 'amount' : bigint }
+          >,
+          'version' : bigint,
+          'due_date' : [] | [bigint],
+          'last_payment_date' : [] | [bigint],
+          'collateral_value_btc' : bigint,
+          'funders' : Array<{ 'amount' : bigint, 'investor' : Principal }>,
+          'amount_approved' : bigint,
+        }
+      >,
+      Array<{ 'next_seq' : bigint, 'slot' : number }>,
+    ],
+    { 'Ok' : { 'imported' : number, 'skipped' : number } } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'set_read_only' : ActorMethod<
+    [boolean],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'set_router' : ActorMethod<
+    [Principal],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'set_slot_state' : ActorMethod<
+    [
+      { 'end' : number, 'start' : number },
+      { 'Importing' : null } |
+        { 'Released' : null } |
+        { 'Migrating' : null } |
+        { 'Owned' : null } |
+        { 'Frozen' : null },
+      bigint,
+    ],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'span_checksum' : ActorMethod<
+    [{ 'end' : number, 'start' : number }],
+    { 'Ok' : { 'count' : bigint, 'checksum' : bigint } } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'update_loan' : ActorMethod<
+    [
+      bigint,
+      { 'Approve' : { 'amount_approved' : bigint } } |
+        { 'Fund' : { 'amount' : bigint, 'investor' : Principal } } |
+        { 'MarkDefaulted' : null } |
+        { 'Repay' : { 'amount' : bigint } } |
+        { 'Activate' : null } |
+        { 'SubmitForApproval' : null },
+    ],
+    {
+        'Ok' : {
+          'id' : bigint,
+          'apr' : bigint,
+          'nft_id' : bigint,
+          'status' : { 'Repaid' : null } |
+            { 'Active' : null } |
+            { 'Approved' : null } |
+            { 'PendingApplication' : null } |
+            { 'Defaulted' : null } |
+            { 'PendingApproval' : null },
+          'updated_at' : bigint,
+          'amount_requested' : bigint,
+          'total_repaid' : bigint,
+          'created_at' : bigint,
+          'borrower' : Principal,
+          'repayment_history' : Array<
+            { 'timestamp' : bigint, 'amount' : bigint }
+          >,
+          'version' : bigint,
+          'due_date' : [] | [bigint],
+          'last_payment_date' : [] | [bigint],
+          'collateral_value_btc' : bigint,
+          'funders' : Array<{ 'amount' : bigint, 'investor' : Principal }>,
+          'amount_approved' : bigint,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'version' : ActorMethod<[], string>,
+}
 export declare const idlFactory: IDL.InterfaceFactory;
 export declare const init: (args: { IDL: typeof IDL }) => IDL.Type[];

@@ -9,7 +9,1277 @@
 import { IDL } from '@dfinity/candid';
 
 export const idlFactory = ({ IDL }) => {
-  return IDL.Service({ 'version' : IDL.Func([], [IDL.Text], ['query']) });
+  return IDL.Service({
+    'ack_dirty' : IDL.Func(
+        [IDL.Vec(IDL.Record({ 'id' : IDL.Nat64, 'version' : IDL.Nat64 }))],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Nat64,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'create_loan' : IDL.Func(
+        [
+          IDL.Record({
+            'apr' : IDL.Nat64,
+            'nft_id' : IDL.Nat64,
+            'amount_requested' : IDL.Nat64,
+            'borrower' : IDL.Principal,
+            'due_date' : IDL.Opt(IDL.Nat64),
+            'collateral_value_btc' : IDL.Nat64,
+          }),
+        ],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'id' : IDL.Nat64,
+              'apr' : IDL.Nat64,
+              'nft_id' : IDL.Nat64,
+              'status' : IDL.Variant({
+                'Repaid' : IDL.Null,
+                'Active' : IDL.Null,
+                'Approved' : IDL.Null,
+                'PendingApplication' : IDL.Null,
+                'Defaulted' : IDL.Null,
+                'PendingApproval' : IDL.Null,
+              }),
+              'updated_at' : IDL.Nat64,
+              'amount_requested' : IDL.Nat64,
+              'total_repaid' : IDL.Nat64,
+              'created_at' : IDL.Nat64,
+              'borrower' : IDL.Principal,
+              'repayment_history' : IDL.Vec(
+                IDL.Record({ 'timestamp' : IDL.Nat64, 'amount' : IDL.Nat64 })
+              ),
+              'version' : IDL.Nat64,
+              'due_date' : IDL.Opt(IDL.Nat64),
+              'last_payment_date' : IDL.Opt(IDL.Nat64),
+              'collateral_value_btc' : IDL.Nat64,
+              'funders' : IDL.Vec(
+                IDL.Record({ 'amount' : IDL.Nat64, 'investor' : IDL.Principal })
+              ),
+              'amount_approved' : IDL.Nat64,
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'delete_slot_batch' : IDL.Func(
+        [IDL.Record({ 'end' : IDL.Nat32, 'start' : IDL.Nat32 }), IDL.Nat32],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'deleted' : IDL.Nat32,
+              'remaining' : IDL.Nat64,
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'export_dirty_batch' : IDL.Func(
+        [IDL.Nat32],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Vec(
+              IDL.Record({
+                'id' : IDL.Nat64,
+                'apr' : IDL.Nat64,
+                'nft_id' : IDL.Nat64,
+                'status' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+                'updated_at' : IDL.Nat64,
+                'amount_requested' : IDL.Nat64,
+                'total_repaid' : IDL.Nat64,
+                'created_at' : IDL.Nat64,
+                'borrower' : IDL.Principal,
+                'repayment_history' : IDL.Vec(
+                  IDL.Record({ 'timestamp' : IDL.Nat64, 'amount' : IDL.Nat64 })
+                ),
+                'version' : IDL.Nat64,
+                'due_date' : IDL.Opt(IDL.Nat64),
+                'last_payment_date' : IDL.Opt(IDL.Nat64),
+                'collateral_value_btc' : IDL.Nat64,
+                'funders' : IDL.Vec(
+                  IDL.Record({
+                    'amount' : IDL.Nat64,
+                    'investor' : IDL.Principal,
+                  })
+                ),
+                'amount_approved' : IDL.Nat64,
+              })
+            ),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        ['query'],
+      ),
+    'export_slot_batch' : IDL.Func(
+        [
+          IDL.Record({ 'end' : IDL.Nat32, 'start' : IDL.Nat32 }),
+          IDL.Opt(IDL.Record({ 'seq' : IDL.Nat64, 'slot' : IDL.Nat32 })),
+          IDL.Nat32,
+        ],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'slot_seqs' : IDL.Vec(
+                IDL.Record({ 'next_seq' : IDL.Nat64, 'slot' : IDL.Nat32 })
+              ),
+              'loans' : IDL.Vec(
+                IDL.Record({
+                  'id' : IDL.Nat64,
+                  'apr' : IDL.Nat64,
+                  'nft_id' : IDL.Nat64,
+                  'status' : IDL.Variant({
+                    'Repaid' : IDL.Null,
+                    'Active' : IDL.Null,
+                    'Approved' : IDL.Null,
+                    'PendingApplication' : IDL.Null,
+                    'Defaulted' : IDL.Null,
+                    'PendingApproval' : IDL.Null,
+                  }),
+                  'updated_at' : IDL.Nat64,
+                  'amount_requested' : IDL.Nat64,
+                  'total_repaid' : IDL.Nat64,
+                  'created_at' : IDL.Nat64,
+                  'borrower' : IDL.Principal,
+                  'repayment_history' : IDL.Vec(
+                    IDL.Record({
+                      'timestamp' : IDL.Nat64,
+                      'amount' : IDL.Nat64,
+                    })
+                  ),
+                  'version' : IDL.Nat64,
+                  'due_date' : IDL.Opt(IDL.Nat64),
+                  'last_payment_date' : IDL.Opt(IDL.Nat64),
+                  'collateral_value_btc' : IDL.Nat64,
+                  'funders' : IDL.Vec(
+                    IDL.Record({
+                      'amount' : IDL.Nat64,
+                      'investor' : IDL.Principal,
+                    })
+                  ),
+                  'amount_approved' : IDL.Nat64,
+                })
+              ),
+              'next_cursor' : IDL.Opt(
+                IDL.Record({ 'seq' : IDL.Nat64, 'slot' : IDL.Nat32 })
+              ),
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        ['query'],
+      ),
+    'get_loan' : IDL.Func(
+        [IDL.Nat64],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'id' : IDL.Nat64,
+              'apr' : IDL.Nat64,
+              'nft_id' : IDL.Nat64,
+              'status' : IDL.Variant({
+                'Repaid' : IDL.Null,
+                'Active' : IDL.Null,
+                'Approved' : IDL.Null,
+                'PendingApplication' : IDL.Null,
+                'Defaulted' : IDL.Null,
+                'PendingApproval' : IDL.Null,
+              }),
+              'updated_at' : IDL.Nat64,
+              'amount_requested' : IDL.Nat64,
+              'total_repaid' : IDL.Nat64,
+              'created_at' : IDL.Nat64,
+              'borrower' : IDL.Principal,
+              'repayment_history' : IDL.Vec(
+                IDL.Record({ 'timestamp' : IDL.Nat64, 'amount' : IDL.Nat64 })
+              ),
+              'version' : IDL.Nat64,
+              'due_date' : IDL.Opt(IDL.Nat64),
+              'last_payment_date' : IDL.Opt(IDL.Nat64),
+              'collateral_value_btc' : IDL.Nat64,
+              'funders' : IDL.Vec(
+                IDL.Record({ 'amount' : IDL.Nat64, 'investor' : IDL.Principal })
+              ),
+              'amount_approved' : IDL.Nat64,
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        ['query'],
+      ),
+    'get_loans_by_borrower' : IDL.Func(
+        [IDL.Principal, IDL.Opt(IDL.Nat64), IDL.Opt(IDL.Nat32)],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'loans' : IDL.Vec(
+                IDL.Record({
+                  'id' : IDL.Nat64,
+                  'apr' : IDL.Nat64,
+                  'nft_id' : IDL.Nat64,
+                  'status' : IDL.Variant({
+                    'Repaid' : IDL.Null,
+                    'Active' : IDL.Null,
+                    'Approved' : IDL.Null,
+                    'PendingApplication' : IDL.Null,
+                    'Defaulted' : IDL.Null,
+                    'PendingApproval' : IDL.Null,
+                  }),
+                  'updated_at' : IDL.Nat64,
+                  'amount_requested' : IDL.Nat64,
+                  'total_repaid' : IDL.Nat64,
+                  'created_at' : IDL.Nat64,
+                  'borrower' : IDL.Principal,
+                  'repayment_history' : IDL.Vec(
+                    IDL.Record({
+                      'timestamp' : IDL.Nat64,
+                      'amount' : IDL.Nat64,
+                    })
+                  ),
+                  'version' : IDL.Nat64,
+                  'due_date' : IDL.Opt(IDL.Nat64),
+                  'last_payment_date' : IDL.Opt(IDL.Nat64),
+                  'collateral_value_btc' : IDL.Nat64,
+                  'funders' : IDL.Vec(
+                    IDL.Record({
+                      'amount' : IDL.Nat64,
+                      'investor' : IDL.Principal,
+                    })
+                  ),
+                  'amount_approved' : IDL.Nat64,
+                })
+              ),
+              'next_cursor' : IDL.Opt(IDL.Nat64),
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        ['query'],
+      ),
+    'get_loans_by_investor' : IDL.Func(
+        [IDL.Principal, IDL.Opt(IDL.Nat64), IDL.Opt(IDL.Nat32)],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'loans' : IDL.Vec(
+                IDL.Record({
+                  'id' : IDL.Nat64,
+                  'apr' : IDL.Nat64,
+                  'nft_id' : IDL.Nat64,
+                  'status' : IDL.Variant({
+                    'Repaid' : IDL.Null,
+                    'Active' : IDL.Null,
+                    'Approved' : IDL.Null,
+                    'PendingApplication' : IDL.Null,
+                    'Defaulted' : IDL.Null,
+                    'PendingApproval' : IDL.Null,
+                  }),
+                  'updated_at' : IDL.Nat64,
+                  'amount_requested' : IDL.Nat64,
+                  'total_repaid' : IDL.Nat64,
+                  'created_at' : IDL.Nat64,
+                  'borrower' : IDL.Principal,
+                  'repayment_history' : IDL.Vec(
+                    IDL.Record({
+                      'timestamp' : IDL.Nat64,
+                      'amount' : IDL.Nat64,
+                    })
+                  ),
+                  'version' : IDL.Nat64,
+                  'due_date' : IDL.Opt(IDL.Nat64),
+                  'last_payment_date' : IDL.Opt(IDL.Nat64),
+                  'collateral_value_btc' : IDL.Nat64,
+                  'funders' : IDL.Vec(
+                    IDL.Record({
+                      'amount' : IDL.Nat64,
+                      'investor' : IDL.Principal,
+                    })
+                  ),
+                  'amount_approved' : IDL.Nat64,
+                })
+              ),
+              'next_cursor' : IDL.Opt(IDL.Nat64),
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        ['query'],
+      ),
+    'get_loans_by_status' : IDL.Func(
+        [
+          IDL.Variant({
+            'Repaid' : IDL.Null,
+            'Active' : IDL.Null,
+            'Approved' : IDL.Null,
+            'PendingApplication' : IDL.Null,
+            'Defaulted' : IDL.Null,
+            'PendingApproval' : IDL.Null,
+          }),
+          IDL.Opt(IDL.Nat64),
+          IDL.Opt(IDL.Nat32),
+        ],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'loans' : IDL.Vec(
+                IDL.Record({
+                  'id' : IDL.Nat64,
+                  'apr' : IDL.Nat64,
+                  'nft_id' : IDL.Nat64,
+                  'status' : IDL.Variant({
+                    'Repaid' : IDL.Null,
+                    'Active' : IDL.Null,
+                    'Approved' : IDL.Null,
+                    'PendingApplication' : IDL.Null,
+                    'Defaulted' : IDL.Null,
+                    'PendingApproval' : IDL.Null,
+                  }),
+                  'updated_at' : IDL.Nat64,
+                  'amount_requested' : IDL.Nat64,
+                  'total_repaid' : IDL.Nat64,
+                  'created_at' : IDL.Nat64,
+                  'borrower' : IDL.Principal,
+                  'repayment_history' : IDL.Vec(
+                    IDL.Record({
+                      'timestamp' : IDL.Nat64,
+                      'amount' : IDL.Nat64,
+                    })
+                  ),
+                  'version' : IDL.Nat64,
+                  'due_date' : IDL.Opt(IDL.Nat64),
+                  'last_payment_date' : IDL.Opt(IDL.Nat64),
+                  'collateral_value_btc' : IDL.Nat64,
+                  'funders' : IDL.Vec(
+                    IDL.Record({
+                      'amount' : IDL.Nat64,
+                      'investor' : IDL.Principal,
+                    })
+                  ),
+                  'amount_approved' : IDL.Nat64,
+                })
+              ),
+              'next_cursor' : IDL.Opt(IDL.Nat64),
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        ['query'],
+      ),
+    'get_shard_metrics' : IDL.Func(
+        [],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'error_count' : IDL.Nat64,
+              'avg_instructions_per_call' : IDL.Nat64,
+              'storage_used_bytes' : IDL.Nat64,
+              'avg_response_time_ms' : IDL.Float64,
+              'owned_slots' : IDL.Nat32,
+              'loan_count' : IDL.Nat64,
+              'is_read_only' : IDL.Bool,
+              'message_count' : IDL.Nat64,
+              'max_instructions_per_call' : IDL.Nat64,
+              'storage_percentage' : IDL.Float64,
+              'collected_at' : IDL.Nat64,
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        ['query'],
+      ),
+    'get_shard_stats' : IDL.Func(
+        [],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'total_approved' : IDL.Nat64,
+              'owned_slots' : IDL.Nat32,
+              'read_only' : IDL.Bool,
+              'by_status' : IDL.Vec(
+                IDL.Record({
+                  'status' : IDL.Variant({
+                    'Repaid' : IDL.Null,
+                    'Active' : IDL.Null,
+                    'Approved' : IDL.Null,
+                    'PendingApplication' : IDL.Null,
+                    'Defaulted' : IDL.Null,
+                    'PendingApproval' : IDL.Null,
+                  }),
+                  'count' : IDL.Nat64,
+                })
+              ),
+              'total_requested' : IDL.Nat64,
+              'shard_id' : IDL.Nat32,
+              'total_repaid' : IDL.Nat64,
+              'loan_count' : IDL.Nat64,
+              'epoch' : IDL.Nat64,
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        ['query'],
+      ),
+    'import_loans' : IDL.Func(
+        [
+          IDL.Vec(
+            IDL.Record({
+              'id' : IDL.Nat64,
+              'apr' : IDL.Nat64,
+              'nft_id' : IDL.Nat64,
+              'status' : IDL.Variant({
+                'Repaid' : IDL.Null,
+                'Active' : IDL.Null,
+                'Approved' : IDL.Null,
+                'PendingApplication' : IDL.Null,
+                'Defaulted' : IDL.Null,
+                'PendingApproval' : IDL.Null,
+              }),
+              'updated_at' : IDL.Nat64,
+              'amount_requested' : IDL.Nat64,
+              'total_repaid' : IDL.Nat64,
+              'created_at' : IDL.Nat64,
+              'borrower' : IDL.Principal,
+              'repayment_history' : IDL.Vec(
+                IDL.Record({ 'timestamp' : IDL.Nat64, 'amount' : IDL.Nat64 })
+              ),
+              'version' : IDL.Nat64,
+              'due_date' : IDL.Opt(IDL.Nat64),
+              'last_payment_date' : IDL.Opt(IDL.Nat64),
+              'collateral_value_btc' : IDL.Nat64,
+              'funders' : IDL.Vec(
+                IDL.Record({ 'amount' : IDL.Nat64, 'investor' : IDL.Principal })
+              ),
+              'amount_approved' : IDL.Nat64,
+            })
+          ),
+          IDL.Vec(IDL.Record({ 'next_seq' : IDL.Nat64, 'slot' : IDL.Nat32 })),
+        ],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'imported' : IDL.Nat32,
+              'skipped' : IDL.Nat32,
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'set_read_only' : IDL.Func(
+        [IDL.Bool],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'set_router' : IDL.Func(
+        [IDL.Principal],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'set_slot_state' : IDL.Func(
+        [
+          IDL.Record({ 'end' : IDL.Nat32, 'start' : IDL.Nat32 }),
+          IDL.Variant({
+            'Importing' : IDL.Null,
+            'Released' : IDL.Null,
+            'Migrating' : IDL.Null,
+            'Owned' : IDL.Null,
+            'Frozen' : IDL.Null,
+          }),
+          IDL.Nat64,
+        ],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'span_checksum' : IDL.Func(
+        [IDL.Record({ 'end' : IDL.Nat32, 'start' : IDL.Nat32 })],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({ 'count' : IDL.Nat64, 'checksum' : IDL.Nat64 }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        ['query'],
+      ),
+    'update_loan' : IDL.Func(
+        [
+          IDL.Nat64,
+          IDL.Variant({
+            'Approve' : IDL.Record({ 'amount_approved' : IDL.Nat64 }),
+            'Fund' : IDL.Record({
+              'amount' : IDL.Nat64,
+              'investor' : IDL.Principal,
+            }),
+            'MarkDefaulted' : IDL.Null,
+            'Repay' : IDL.Record({ 'amount' : IDL.Nat64 }),
+            'Activate' : IDL.Null,
+            'SubmitForApproval' : IDL.Null,
+          }),
+        ],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'id' : IDL.Nat64,
+              'apr' : IDL.Nat64,
+              'nft_id' : IDL.Nat64,
+              'status' : IDL.Variant({
+                'Repaid' : IDL.Null,
+                'Active' : IDL.Null,
+                'Approved' : IDL.Null,
+                'PendingApplication' : IDL.Null,
+                'Defaulted' : IDL.Null,
+                'PendingApproval' : IDL.Null,
+              }),
+              'updated_at' : IDL.Nat64,
+              'amount_requested' : IDL.Nat64,
+              'total_repaid' : IDL.Nat64,
+              'created_at' : IDL.Nat64,
+              'borrower' : IDL.Principal,
+              'repayment_history' : IDL.Vec(
+                IDL.Record({ 'timestamp' : IDL.Nat64, 'amount' : IDL.Nat64 })
+              ),
+              'version' : IDL.Nat64,
+              'due_date' : IDL.Opt(IDL.Nat64),
+              'last_payment_date' : IDL.Opt(IDL.Nat64),
+              'collateral_value_btc' : IDL.Nat64,
+              'funders' : IDL.Vec(
+                IDL.Record({ 'amount' : IDL.Nat64, 'investor' : IDL.Principal })
+              ),
+              'amount_approved' : IDL.Nat64,
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'version' : IDL.Func([], [IDL.Text], ['query']),
+  });
 };
 
-export const init = ({ IDL }) => { return []; };
+export const init = ({ IDL }) => {
+  return [
+    IDL.Opt(
+      IDL.Record({
+        'shard_id' : IDL.Nat32,
+        'max_loans' : IDL.Nat64,
+        'epoch' : IDL.Nat64,
+        'slots' : IDL.Vec(
+          IDL.Record({
+            'end' : IDL.Nat32,
+            'shard_id' : IDL.Nat32,
+            'start' : IDL.Nat32,
+          })
+        ),
+        'factory' : IDL.Principal,
+        'router' : IDL.Opt(IDL.Principal),
+        'storage_capacity_bytes' : IDL.Nat64,
+      })
+    ),
+  ];
+};
