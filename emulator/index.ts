@@ -1,0 +1,25 @@
+/**
+ * The local IC emulator: runs real canister Wasm (Azle) in-process with the replica's semantics.
+ * Import from `emulator` (this file), e.g. `import { LocalIc } from '../../emulator'`.
+ */
+export { LocalIc } from './src/local_ic';
+export type {
+    Capabilities,
+    CanisterStatusResult,
+    CodeOptions,
+    LocalIcOptions,
+    SetupCanisterOptions,
+    SubnetTopology
+} from './src/local_ic';
+export type { Actor, ActorControls, DeferredActor } from './src/actor';
+export { CallRejectedError, RejectCode, ErrorCode } from './src/errors';
+export type { Reject } from './src/errors';
+export type { TraceEntry } from './src/engine';
+export {
+    CREATE_CANISTER_FEE,
+    LIMITS,
+    XNET_LATENCY_ROUNDS,
+    MAX_INNER_ITERATIONS
+} from './src/engine';
+export { MANAGEMENT_ID, canisterIdFromIndex } from './src/ids';
+export { managementIdlFactory } from './src/management_idl';

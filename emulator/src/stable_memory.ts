@@ -1,0 +1,141 @@
+/** Size of one Wasm / stable-memory page. */
+export const PAGE_SIZE_BYTES = 65_536;
+/** Bound on nested transactions (a composite query nests one per callback level). */
+const MAX_NESTING = 64;
+/** Stable memory limit per canister on the IC: 500 GiB. */
+export const MAX_STABLE_PAGES = (500 * 1024 * 1024 * 1024) / PAGE_SIZE_BYTES;
+
+/**
+ * Sparse stable memory: only written 64 KiB pages are held, so two `StableBTreeMap`s that reserve
+ * ~80 MiB but write little cost little. Writes inside a transaction keep an undo log of page
+ * originals, so a trapped message can be rolled back.
+ *
+ * @example
+ * const sm = new StableMemory();
+ * sm.grow(1n); sm.write(0n, Uint8Array.of(1)); sm.read(0n, 1); // Uint8Array [1]
+ */
+export class StableMemory {
+    private pages = new Map<number, Uint8Array>();
+    private sizePages = 0;
+    /** Undo logs of open (nested) transactions, innermost last: page → original (null: absent). */
+    private undo: { pages: Map<number, Uint8Array | null>; size_pages: number }[] = [];
+
+    /** Current size in pages. */
+    get size_pages(): number {
+        return this.sizePages;
+    }
+
+    /** Bytes actually held (written pages). */
+    get resident_bytes(): number {
+        return this.pages.size * PAGE_SIZE_BYTES;
+    }
+
+    /** Grows by `delta` pages; returns the old size, or -1 if the limit would be exceeded. */
+    grow(delta: bigint): bigint {
+        const old = this.sizePages;
+        if (delta < 0n || BigInt(old) + delta > BigInt(MAX_STABLE_PAGES)) return -1n;
+        this.sizePages = old + Number(delta);
+        return BigInt(old);
+    }
+
+    private check(offset: bigint, size: number): void {
+        if (
+            offset < 0n ||
+            offset + BigInt(size) > BigInt(this.sizePages) * BigInt(PAGE_SIZE_BYTES)
+        ) {
+            throw new RangeError('stable memory access out of bounds');
+        }
+    }
+
+    /** Copies `size` bytes from stable memory at `offset`; throws RangeError out of bounds. */
+    read(offset: bigint, size: number): Uint8Array {
+        this.check(offset, size);
+        const out = new Uint8Array(size);
+        let done = 0;
+        let pos = Number(offset);
+        while (done < size) {
+            const page = Math.floor(pos / PAGE_SIZE_BYTES);
+            const inPage = pos % PAGE_SIZE_BYTES;
+            const n = Math.min(size - done, PAGE_SIZE_BYTES - inPage);
+            const p = this.pages.get(page);
+            if (p) out.set(p.subarray(inPage, inPage + n), done);
+            done += n;
+            pos += n;
+        }
+        return out;
+    }
+
+    /** Writes bytes at `offset`; throws RangeError out of bounds. */
+    write(offset: bigint, data: Uint8Array): void {
+        this.check(offset, data.length);
+        let done = 0;
+        let pos = Number(offset);
+        while (done < data.length) {
+            const page = Math.floor(pos / PAGE_SIZE_BYTES);
+            const inPage = pos % PAGE_SIZE_BYTES;
+            const n = Math.min(data.length - done, PAGE_SIZE_BYTES - inPage);
+            let p = this.pages.get(page);
+            const log = this.undo[this.undo.length - 1];
+            if (log && !log.pages.has(page)) log.pages.set(page, p ? p.slice() : null);
+            if (!p) {
+                p = new Uint8Array(PAGE_SIZE_BYTES);
+                this.pages.set(page, p);
+            }
+            p.set(data.subarray(done, done + n), inPage);
+            done += n;
+            pos += n;
+        }
+    }
+
+    /** Opens a (possibly nested, at most `MAX_NESTING` deep) transaction. */
+    begin(): void {
+        if (this.undo.length >= MAX_NESTING)
+            throw new Error('stable memory transactions nested too deep');
+        this.undo.push({ pages: new Map(), size_pages: this.sizePages });
+    }
+
+    /** Closes the innermost transaction keeping its writes (the parent can still undo them). */
+    commit(): void {
+        const log = this.undo.pop();
+        const parent = this.undo[this.undo.length - 1];
+        if (!log || !parent) return;
+        for (const [page, orig] of log.pages)
+            if (!parent.pages.has(page)) parent.pages.set(page, orig);
+    }
+
+    /** Restores every page written and the size since the innermost `begin()`. */
+    rollback(): void {
+        const log = this.undo.pop();
+        if (!log) return;
+        for (const [page, orig] of log.pages) {
+            if (orig) this.pages.set(page, orig);
+            else this.pages.delete(page);
+        }
+        this.sizePages = log.size_pages;
+    }
+
+    /** True while a transaction is open. */
+    get inTransaction(): boolean {
+        return this.undo.length > 0;
+    }
+
+    /** Empties the memory (reinstall). */
+    clear(): void {
+        this.pages.clear();
+        this.sizePages = 0;
+        this.undo = [];
+    }
+
+    /** A deep copy (for atomic upgrades). */
+    clone(): StableMemory {
+        const c = new StableMemory();
+        c.sizePages = this.sizePages;
+        for (const [k, v] of this.pages) c.pages.set(k, v.slice());
+        return c;
+    }
+
+    /** Full contents as one buffer (for `getStableMemory`). */
+    dump(): Uint8Array {
+        return this.read(0n, this.sizePages * PAGE_SIZE_BYTES);
+    }
+}
