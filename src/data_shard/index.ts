@@ -66,6 +66,7 @@ import {
     ShardMetrics,
     UnitResult
 } from '../shared/types';
+import { SortedIdIndex } from '../shared/sorted_index';
 import { VERSION } from '../shared/version';
 import {
     byBorrower,
@@ -212,6 +213,20 @@ function writeLoan(
     }
     if (next.state === 'Migrating' || next.state === 'Frozen') dirty.add(DIRTY_KEY, id);
     return next;
+}
+
+/** One page of an index for the caller, after access and bound checks (the three paged reads). */
+function indexPage(
+    index: SortedIdIndex,
+    key: string,
+    cursor: [] | [bigint],
+    limit: [] | [number]
+): Result<ShardLoanPage> {
+    if (!canRead(msgCaller())) return NOT_AUTHORIZED;
+    const size = pageLimit(limit);
+    if ('Err' in size) return size;
+    const { ids, has_more } = index.page(key, cursor[0] ?? null, size.Ok);
+    return { Ok: loanPage(ids, has_more) };
 }
 
 function loanPage(ids: bigint[], has_more: boolean): ShardLoanPage {
@@ -375,11 +390,7 @@ export default class {
         cursor: [] | [bigint],
         limit: [] | [number]
     ): Result<ShardLoanPage> {
-        if (!canRead(msgCaller())) return NOT_AUTHORIZED;
-        const size = pageLimit(limit);
-        if ('Err' in size) return size;
-        const { ids, has_more } = byBorrower.page(borrower.toText(), cursor[0] ?? null, size.Ok);
-        return { Ok: loanPage(ids, has_more) };
+        return indexPage(byBorrower, borrower.toText(), cursor, limit);
     }
 
     /** Loans an investor funded, in id order after `cursor`, at most `limit` (≤ 500). Query. */
@@ -389,11 +400,7 @@ export default class {
         cursor: [] | [bigint],
         limit: [] | [number]
     ): Result<ShardLoanPage> {
-        if (!canRead(msgCaller())) return NOT_AUTHORIZED;
-        const size = pageLimit(limit);
-        if ('Err' in size) return size;
-        const { ids, has_more } = byInvestor.page(investor.toText(), cursor[0] ?? null, size.Ok);
-        return { Ok: loanPage(ids, has_more) };
+        return indexPage(byInvestor, investor.toText(), cursor, limit);
     }
 
     /** Loans in a status, in id order after `cursor`, at most `limit` (≤ 500). Query. */
@@ -403,11 +410,7 @@ export default class {
         cursor: [] | [bigint],
         limit: [] | [number]
     ): Result<ShardLoanPage> {
-        if (!canRead(msgCaller())) return NOT_AUTHORIZED;
-        const size = pageLimit(limit);
-        if ('Err' in size) return size;
-        const { ids, has_more } = byStatus.page(statusKey(status), cursor[0] ?? null, size.Ok);
-        return { Ok: loanPage(ids, has_more) };
+        return indexPage(byStatus, statusKey(status), cursor, limit);
     }
 
     /** The shard's own figures; counters cover update calls (queries cannot persist counts). */
