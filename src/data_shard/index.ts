@@ -48,11 +48,17 @@ import {
     applyToTotals,
     decodeLoan,
     encodeLoan,
-    newSlotRecord,
+    illegalPiece,
+    newSlotData,
+    ownedSlotCount,
+    piecesOf,
+    setRunState,
     shouldImport,
-    SlotRecord,
+    SlotData,
     SlotState,
-    SlotStateName
+    SlotStateName,
+    SlotStateOrAbsent,
+    stateAt
 } from '../shared/shard_state';
 import { tagOf } from '../shared/candid';
 import {
@@ -78,12 +84,15 @@ import {
     getTotals,
     isFactory,
     isRouter,
+    dataSlotsIn,
+    getRuns,
+    getSlotData,
     loans,
-    putSlot,
+    putSlotData,
     setConfig,
     setCounters,
-    setTotals,
-    slots
+    setRuns,
+    setTotals
 } from './store';
 
 type Res<T> = { Ok: T } | { Err: ApiError };
@@ -173,10 +182,11 @@ function readLoan(id: bigint): Loan | undefined {
  */
 function writeLoan(
     slot: number,
-    record: SlotRecord,
+    state: SlotStateOrAbsent,
+    record: SlotData,
     before: Loan | undefined,
     after: Loan | undefined
-): SlotRecord {
+): SlotData {
     const id = (after ?? before)!.id;
     const beforeBytes = before === undefined ? undefined : loans.get(id);
     const afterBytes = after === undefined ? undefined : encodeLoan(after);
@@ -184,7 +194,7 @@ function writeLoan(
     else loans.insert(id, afterBytes);
 
     const next = applyToSlot(record, beforeBytes, afterBytes);
-    slots.insert(slot, next); // same state as `record`: the owned count is unchanged
+    putSlotData(slot, next);
     setTotals(applyToTotals(getTotals(), before, after));
     const counters = getCounters();
     const delta = BigInt(afterBytes?.length ?? 0) - BigInt(beforeBytes?.length ?? 0);
@@ -211,7 +221,7 @@ function writeLoan(
     for (const investor of afterInvestors) {
         if (!beforeInvestors.has(investor)) byInvestor.add(investor, id);
     }
-    if (next.state === 'Migrating' || next.state === 'Frozen') dirty.add(DIRTY_KEY, id);
+    if (state === 'Migrating' || state === 'Frozen') dirty.add(DIRTY_KEY, id);
     return next;
 }
 
@@ -239,15 +249,27 @@ function loanPage(ids: bigint[], has_more: boolean): ShardLoanPage {
     return { loans: page, next_cursor: has_more && last !== undefined ? [last] : [] };
 }
 
-/** Which slot-state changes the factory may make; anything else is a protocol error. */
-const ALLOWED_SLOT_TRANSITIONS: Record<SlotStateName | 'Absent', SlotStateName[]> = {
-    Absent: ['Importing'],
-    Importing: ['Importing', 'Owned'],
-    Owned: ['Owned', 'Migrating'],
-    Migrating: ['Migrating', 'Frozen', 'Owned'],
-    Frozen: ['Frozen', 'Migrating', 'Owned', 'Released'],
-    Released: ['Released']
-};
+/** Data slots a span scan reads per step; the loops below are bounded by the span's length. */
+const SCAN_STEP_SLOTS = 1_000;
+
+/** Calls `visit` for each slot in `[start, end]` (from `after`) that holds data, until it returns false. */
+function forEachDataSlot(
+    start: number,
+    end: number,
+    visit: (slot: number, data: SlotData) => boolean,
+    after?: number
+): void {
+    let from = after;
+    for (let steps = 0; steps <= SLOT_COUNT / SCAN_STEP_SLOTS + 1; steps++) {
+        const found = dataSlotsIn(start, end, SCAN_STEP_SLOTS, from);
+        for (const slot of found) {
+            const data = getSlotData(slot);
+            if (data !== undefined && !visit(slot, data)) return;
+        }
+        if (found.length < SCAN_STEP_SLOTS) return;
+        from = found[found.length - 1];
+    }
+}
 
 export default class {
     /**
@@ -275,14 +297,15 @@ export default class {
             storage_capacity_bytes: given.storage_capacity_bytes,
             read_only: false
         });
+        let runs = getRuns();
         for (const range of given.slots) {
-            if (range.start > range.end || range.end >= SLOT_COUNT) {
-                throw new Error(`invalid slot range ${range.start}..=${range.end}`);
+            const clash = illegalPiece(runs, range.start, range.end, 'Importing');
+            if (range.start > range.end || range.end >= SLOT_COUNT || clash !== undefined) {
+                throw new Error(`invalid or overlapping slot range ${range.start}..=${range.end}`);
             }
-            for (let slot = range.start; slot <= range.end; slot++) {
-                putSlot(slot, slots.get(slot), newSlotRecord('Owned'));
-            }
+            runs = setRunState(runs, range.start, range.end, 'Owned');
         }
+        setRuns(runs);
     }
 
     /**
@@ -319,9 +342,10 @@ export default class {
             if ('Err' in valid) return valid;
             const config = getConfig();
             const slot = slotOf(application.borrower.toUint8Array());
-            const record = slots.get(slot);
-            const admitted = admitWrite(slot, record, config.read_only, config.epoch);
+            const state = stateAt(getRuns(), slot);
+            const admitted = admitWrite(slot, state, config.read_only, config.epoch);
             if ('Err' in admitted) return admitted;
+            const record = getSlotData(slot) ?? newSlotData();
             if (BigInt(loans.len()) >= config.max_loans) {
                 return {
                     Err: { CapacityExceeded: { resource: 'loans', limit: config.max_loans } }
@@ -337,7 +361,7 @@ export default class {
                     }
                 };
             }
-            const id = encodeLoanId(slot, record!.next_seq);
+            const id = encodeLoanId(slot, record.next_seq);
             if (!id.ok)
                 return {
                     Err: { CapacityExceeded: { resource: 'loans_per_slot', limit: 2n ** 48n } }
@@ -346,7 +370,7 @@ export default class {
                 throw new Error(`slot ${slot}'s sequence counter is behind its stored loans`);
             }
             const loan = newLoanRecord(id.value, application, now);
-            writeLoan(slot, { ...record!, next_seq: record!.next_seq + 1 }, undefined, loan);
+            writeLoan(slot, state, { ...record, next_seq: record.next_seq + 1 }, undefined, loan);
             return { Ok: loan };
         });
     }
@@ -360,15 +384,17 @@ export default class {
             if (!parts.ok) return invalid('id', parts.reason);
             const slot = parts.value.slot;
             const config = getConfig();
-            const record = slots.get(slot);
-            const admitted = admitWrite(slot, record, config.read_only, config.epoch);
+            const state = stateAt(getRuns(), slot);
+            const admitted = admitWrite(slot, state, config.read_only, config.epoch);
             if ('Err' in admitted) return admitted;
             const before = readLoan(id);
+            const record = getSlotData(slot);
             if (before === undefined)
                 return { Err: { NotFound: { what: 'loan', id: String(id) } } };
             const after = applyLoanUpdate(before, change, time());
             if ('Err' in after) return after;
-            writeLoan(slot, record!, before, after.Ok);
+            if (record === undefined) throw new Error(`slot ${slot} holds a loan but no data`);
+            writeLoan(slot, state, record, before, after.Ok);
             return after;
         });
     }
@@ -437,7 +463,7 @@ export default class {
                         : counters.instructions_total / counters.message_count,
                 max_instructions_per_call: counters.instructions_max,
                 avg_response_time_ms: 0,
-                owned_slots: getCounters().owned_slots,
+                owned_slots: ownedSlotCount(getRuns()),
                 is_read_only: config.read_only,
                 collected_at: time()
             }
@@ -454,7 +480,7 @@ export default class {
             Ok: {
                 shard_id: config.shard_id,
                 loan_count: BigInt(loans.len()),
-                owned_slots: getCounters().owned_slots,
+                owned_slots: ownedSlotCount(getRuns()),
                 by_status: LOAN_STATUSES.map((s) => ({
                     status: { [s]: null } as LoanStatus,
                     count: BigInt(totals.by_status[s])
@@ -492,24 +518,21 @@ export default class {
         const slot_seqs: SlotSeq[] = [];
         let bytes = 0;
         let probes = 0;
-        for (let slot = from?.slot ?? span.start; slot <= span.end; slot++) {
-            const record = slots.get(slot);
-            if (record === undefined) continue;
+        let stoppedAt: ExportCursor | undefined;
+        const visit = (slot: number, record: SlotData): boolean => {
             let seq =
                 from !== undefined && slot === from.slot ? Number(from.seq) : record.low_seq - 1;
             while (seq + 1 < record.next_seq) {
-                if (batch.length >= limit || probes >= MAX_EXPORT_PROBES) {
-                    return {
-                        Ok: { loans: batch, next_cursor: [{ slot, seq: BigInt(seq) }], slot_seqs }
-                    };
-                }
                 const id = encodeLoanId(slot, seq + 1);
                 if (!id.ok) break;
                 const encoded = loans.get(id.value);
-                if (encoded !== undefined && bytes + encoded.length > MAX_MIGRATION_BATCH_BYTES) {
-                    return {
-                        Ok: { loans: batch, next_cursor: [{ slot, seq: BigInt(seq) }], slot_seqs }
-                    };
+                const full =
+                    batch.length >= limit ||
+                    probes >= MAX_EXPORT_PROBES ||
+                    (encoded !== undefined && bytes + encoded.length > MAX_MIGRATION_BATCH_BYTES);
+                if (full) {
+                    stoppedAt = { slot, seq: BigInt(seq) };
+                    return false;
                 }
                 seq += 1;
                 probes += 1;
@@ -519,8 +542,15 @@ export default class {
                 }
             }
             slot_seqs.push({ slot, next_seq: BigInt(record.next_seq) });
-        }
-        return { Ok: { loans: batch, next_cursor: [], slot_seqs } };
+            return true;
+        };
+        forEachDataSlot(
+            span.start,
+            span.end,
+            visit,
+            from === undefined ? undefined : from.slot - 1
+        );
+        return { Ok: { loans: batch, next_cursor: stoppedAt ? [stoppedAt] : [], slot_seqs } };
     }
 
     /**
@@ -535,11 +565,12 @@ export default class {
             if (batch.length > MAX_MIGRATION_BATCH_LOANS || slot_seqs.length > SLOT_COUNT) {
                 return invalid('loans', `at most ${MAX_MIGRATION_BATCH_LOANS} loans per batch`);
             }
+            const runs = getRuns();
             for (const loan of batch) {
                 const parts = decodeLoanId(loan.id);
                 if (!parts.ok) return invalid('loans', `loan id ${loan.id}: ${parts.reason}`);
                 const slot = parts.value.slot;
-                if (slots.get(slot)?.state !== 'Importing') {
+                if (stateAt(runs, slot) !== 'Importing') {
                     return invalid(
                         'loans',
                         `slot ${slot} of loan ${loan.id} is not being imported here`
@@ -550,7 +581,7 @@ export default class {
                 }
             }
             for (const { slot } of slot_seqs) {
-                if (slot >= SLOT_COUNT || slots.get(slot)?.state !== 'Importing') {
+                if (slot >= SLOT_COUNT || stateAt(runs, slot) !== 'Importing') {
                     return invalid('slot_seqs', `slot ${slot} is not being imported here`);
                 }
             }
@@ -559,11 +590,12 @@ export default class {
                 const existing = readLoan(loan.id);
                 if (!shouldImport(existing, loan)) continue;
                 const slot = Number(loan.id >> 48n);
-                const record = slots.get(slot)!;
+                const record = getSlotData(slot) ?? newSlotData();
                 // A copied loan's seq is taken: the counter must pass it even before slot_seqs arrive.
                 const seqAfter = Number(loan.id & SEQ_MASK) + 1;
                 writeLoan(
                     slot,
+                    'Importing',
                     { ...record, next_seq: Math.max(record.next_seq, seqAfter) },
                     existing,
                     loan
@@ -571,9 +603,9 @@ export default class {
                 imported += 1;
             }
             for (const { slot, next_seq } of slot_seqs) {
-                const record = slots.get(slot)!;
+                const record = getSlotData(slot) ?? newSlotData();
                 if (Number(next_seq) > record.next_seq) {
-                    slots.insert(slot, { ...record, next_seq: Number(next_seq) });
+                    putSlotData(slot, { ...record, next_seq: Number(next_seq) });
                 }
             }
             return { Ok: { imported, skipped: batch.length - imported } };
@@ -588,12 +620,11 @@ export default class {
         if ('Err' in valid) return valid;
         let count = 0n;
         let checksum = 0n;
-        for (let slot = span.start; slot <= span.end; slot++) {
-            const record = slots.get(slot);
-            if (record === undefined) continue;
+        forEachDataSlot(span.start, span.end, (_slot, record) => {
             count += BigInt(record.count);
             checksum = BigInt.asUintN(64, checksum + record.checksum);
-        }
+            return true;
+        });
         return { Ok: { count, checksum } };
     }
 
@@ -609,22 +640,22 @@ export default class {
             const valid = validSpan(span);
             if ('Err' in valid) return valid;
             const target = tagOf(state) as SlotStateName;
-            for (let slot = span.start; slot <= span.end; slot++) {
-                const from = slots.get(slot)?.state ?? 'Absent';
-                if (!ALLOWED_SLOT_TRANSITIONS[from].includes(target)) {
-                    return invalid('state', `slot ${slot} cannot go from ${from} to ${target}`);
-                }
+            const runs = getRuns();
+            const illegal = illegalPiece(runs, span.start, span.end, target);
+            if (illegal !== undefined) {
+                return invalid(
+                    'state',
+                    `slot ${illegal.start} cannot go from ${illegal.state} to ${target}`
+                );
             }
             const config = getConfig();
             if (epoch > config.epoch) setConfig({ ...config, epoch });
-            let leftMigration = false;
-            for (let slot = span.start; slot <= span.end; slot++) {
-                const record = slots.get(slot);
-                const migrating = record?.state === 'Migrating' || record?.state === 'Frozen';
-                if (migrating && (target === 'Owned' || target === 'Released'))
-                    leftMigration = true;
-                putSlot(slot, record, { ...(record ?? newSlotRecord(target)), state: target });
-            }
+            const leftMigration =
+                (target === 'Owned' || target === 'Released') &&
+                piecesOf(runs, span.start, span.end).some(
+                    (p) => p.state === 'Migrating' || p.state === 'Frozen'
+                );
+            setRuns(setRunState(runs, span.start, span.end, target));
             if (leftMigration) forgetDirty(span);
             return { Ok: null };
         });
@@ -673,21 +704,21 @@ export default class {
             if (limit < 1 || limit > MAX_MIGRATION_BATCH_LOANS) {
                 return invalid('limit', `must be in 1..=${MAX_MIGRATION_BATCH_LOANS}`);
             }
-            for (let slot = span.start; slot <= span.end; slot++) {
-                const state = slots.get(slot)?.state;
-                if (state !== undefined && state !== 'Released') {
-                    return invalid(
-                        'span',
-                        `slot ${slot} must be released before its loans are deleted`
-                    );
-                }
+            const runs = getRuns();
+            const held = piecesOf(runs, span.start, span.end).find(
+                (p) => p.state !== 'Released' && p.state !== 'Absent'
+            );
+            if (held !== undefined) {
+                return invalid(
+                    'span',
+                    `slot ${held.start} must be released before its loans are deleted`
+                );
             }
             let deleted = 0;
             let probes = 0;
             let remaining = 0n;
-            for (let slot = span.start; slot <= span.end; slot++) {
-                let record = slots.get(slot);
-                if (record === undefined) continue;
+            forEachDataSlot(span.start, span.end, (slot, data) => {
+                let record = data;
                 let seq = record.low_seq;
                 while (
                     record.count > 0 &&
@@ -701,14 +732,16 @@ export default class {
                     probes += 1;
                     const loan = readLoan(id.value);
                     if (loan !== undefined) {
-                        record = writeLoan(slot, record, loan, undefined);
+                        record = writeLoan(slot, 'Released', record, loan, undefined);
                         deleted += 1;
                     }
                 }
-                if (record.count === 0) putSlot(slot, record, undefined);
-                else slots.insert(slot, { ...record, low_seq: seq });
+                // The slot lives elsewhere now, with its sequence counter: forget it here.
+                putSlotData(slot, record.count === 0 ? undefined : { ...record, low_seq: seq });
                 remaining += BigInt(record.count);
-            }
+                return true;
+            });
+            if (remaining === 0n) setRuns(setRunState(runs, span.start, span.end, 'Absent'));
             return { Ok: { deleted, remaining } };
         });
     }

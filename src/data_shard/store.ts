@@ -4,7 +4,7 @@
  */
 import { Principal, StableBTreeMap } from 'azle';
 
-import { emptyTotals, isOwnedState, ShardTotals, SlotRecord } from '../shared/shard_state';
+import { emptyTotals, ShardTotals, SlotData, StateRun } from '../shared/shard_state';
 import { IndexNode, SortedIdIndex } from '../shared/sorted_index';
 
 /** Loan ids as 8 big-endian bytes, so the map's key order is id order. */
@@ -43,7 +43,6 @@ export interface ShardCounters {
     instructions_total: bigint;
     instructions_max: bigint;
     storage_used_bytes: bigint;
-    owned_slots: number;
 }
 
 export const MEMORY = {
@@ -53,12 +52,13 @@ export const MEMORY = {
     byBorrower: 3,
     byInvestor: 4,
     byStatus: 5,
-    dirty: 6
+    dirty: 6,
+    dataSlots: 7
 } as const;
 
 export const meta = new StableBTreeMap<string, unknown>(MEMORY.meta);
 export const loans = new StableBTreeMap<bigint, Uint8Array>(MEMORY.loans, idKey, rawBytes);
-export const slots = new StableBTreeMap<number, SlotRecord>(MEMORY.slots);
+export const slots = new StableBTreeMap<number, SlotData>(MEMORY.slots);
 export const byBorrower = new SortedIdIndex(
     new StableBTreeMap<string, IndexNode>(MEMORY.byBorrower)
 );
@@ -66,8 +66,11 @@ export const byInvestor = new SortedIdIndex(
     new StableBTreeMap<string, IndexNode>(MEMORY.byInvestor)
 );
 export const byStatus = new SortedIdIndex(new StableBTreeMap<string, IndexNode>(MEMORY.byStatus));
-/** Per migrating slot, the ids written since its copy began (the catch-up set). */
+/** The ids written in migrating slots since their copy began (the catch-up set). */
 export const dirty = new SortedIdIndex(new StableBTreeMap<string, IndexNode>(MEMORY.dirty));
+/** The slots that hold data, so span scans skip empty slots without a lookup each. */
+const dataSlots = new SortedIdIndex(new StableBTreeMap<string, IndexNode>(MEMORY.dataSlots));
+const DATA_SLOTS_KEY = 'slots';
 
 export function getConfig(): ShardConfig {
     const config = meta.get('config') as ShardConfig | undefined;
@@ -94,8 +97,7 @@ export function getCounters(): ShardCounters {
             error_count: 0n,
             instructions_total: 0n,
             instructions_max: 0n,
-            storage_used_bytes: 0n,
-            owned_slots: 0
+            storage_used_bytes: 0n
         }
     );
 }
@@ -104,19 +106,41 @@ export function setCounters(counters: ShardCounters): void {
     meta.insert('counters', counters);
 }
 
-/** Writes a slot record and keeps the owned-slot count in step with it. */
-export function putSlot(
-    slot: number,
-    before: SlotRecord | undefined,
-    after: SlotRecord | undefined
-): void {
-    if (after === undefined) slots.remove(slot);
-    else slots.insert(slot, after);
-    const delta = Number(isOwnedState(after?.state)) - Number(isOwnedState(before?.state));
-    if (delta !== 0) {
-        const counters = getCounters();
-        setCounters({ ...counters, owned_slots: counters.owned_slots + delta });
+/** The slot-state table (a few runs, see `StateRun`). */
+export function getRuns(): StateRun[] {
+    return (meta.get('slot_states') as StateRun[] | undefined) ?? [];
+}
+
+export function setRuns(runs: StateRun[]): void {
+    meta.insert('slot_states', runs);
+}
+
+/** A slot's data (sequence counter, count, checksum) if it ever held a loan here. */
+export function getSlotData(slot: number): SlotData | undefined {
+    return slots.get(slot);
+}
+
+/** Writes a slot's data, keeping the index of slots with data in step; undefined forgets it. */
+export function putSlotData(slot: number, data: SlotData | undefined): void {
+    if (data === undefined) {
+        slots.remove(slot);
+        dataSlots.remove(DATA_SLOTS_KEY, BigInt(slot));
+    } else {
+        if (slots.insert(slot, data) === undefined) dataSlots.add(DATA_SLOTS_KEY, BigInt(slot));
     }
+}
+
+/** Slots in `[start, end]` that hold data, ascending, after `after` (at most `limit`). */
+export function dataSlotsIn(start: number, end: number, limit: number, after?: number): number[] {
+    const from = after ?? start - 1;
+    const { ids } = dataSlots.page(DATA_SLOTS_KEY, from < 0 ? null : BigInt(from), limit);
+    const out: number[] = [];
+    for (const id of ids) {
+        const slot = Number(id);
+        if (slot > end) break;
+        if (slot >= start) out.push(slot);
+    }
+    return out;
 }
 
 export function isFactory(caller: Principal): boolean {

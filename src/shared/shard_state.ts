@@ -7,6 +7,7 @@ import { IDL } from '@dfinity/candid';
 
 import { Infer, empty, tagOf, variant } from './candid';
 import { hash64 } from './hash';
+import { SLOT_COUNT } from './limits';
 import { ApiError, Loan, LOAN_STATUSES, LoanStatusName } from './types';
 
 /**
@@ -27,9 +28,129 @@ export const SlotState = variant({
 export type SlotState = Infer<typeof SlotState>;
 export type SlotStateName = 'Owned' | 'Migrating' | 'Frozen' | 'Importing' | 'Released';
 
-/** A slot's bookkeeping on a shard; `checksum` is the order-free sum of its loans' hashes. */
-export interface SlotRecord {
+/** Where a slot's state is `Absent`, the shard knows nothing of it. */
+export type SlotStateOrAbsent = SlotStateName | 'Absent';
+
+/**
+ * Slot states as sorted, non-overlapping, inclusive runs: a shard that owns 16384 slots keeps one
+ * entry, not 16384, so install and span moves cost O(runs), not O(slots). Adjacent runs in the same
+ * state are merged, so the table is canonical.
+ */
+export interface StateRun {
+    start: number;
+    end: number;
     state: SlotStateName;
+}
+
+/** The most runs a table can hold (one per slot); every loop below is bounded by it. */
+export const MAX_STATE_RUNS = SLOT_COUNT;
+
+/** The state of `slot`, by binary search over the runs. */
+export function stateAt(runs: readonly StateRun[], slot: number): SlotStateOrAbsent {
+    let lo = 0;
+    let hi = runs.length - 1;
+    while (lo <= hi) {
+        const mid = (lo + hi) >> 1;
+        const run = runs[mid];
+        if (slot < run.start) hi = mid - 1;
+        else if (slot > run.end) lo = mid + 1;
+        else return run.state;
+    }
+    return 'Absent';
+}
+
+/** The pieces of `[start, end]` with their states, in order, gaps reported as `Absent`. */
+export function piecesOf(
+    runs: readonly StateRun[],
+    start: number,
+    end: number
+): { start: number; end: number; state: SlotStateOrAbsent }[] {
+    const pieces: { start: number; end: number; state: SlotStateOrAbsent }[] = [];
+    let at = start;
+    for (const run of runs) {
+        if (run.end < at) continue;
+        if (run.start > end) break;
+        if (run.start > at) pieces.push({ start: at, end: run.start - 1, state: 'Absent' });
+        const pieceEnd = Math.min(run.end, end);
+        pieces.push({ start: Math.max(run.start, at), end: pieceEnd, state: run.state });
+        at = pieceEnd + 1;
+        if (at > end) break;
+    }
+    if (at <= end) pieces.push({ start: at, end, state: 'Absent' });
+    return pieces;
+}
+
+/** The table with `[start, end]` set to `state` (`Absent` removes it), merged and sorted. */
+export function setRunState(
+    runs: readonly StateRun[],
+    start: number,
+    end: number,
+    state: SlotStateOrAbsent
+): StateRun[] {
+    const out: StateRun[] = [];
+    const push = (run: StateRun): void => {
+        const last = out[out.length - 1];
+        if (last !== undefined && last.state === run.state && last.end + 1 === run.start) {
+            last.end = run.end;
+        } else {
+            out.push({ ...run });
+        }
+    };
+    let placed = false;
+    for (const run of runs) {
+        if (run.end < start) {
+            push(run);
+            continue;
+        }
+        if (run.start > end) {
+            if (!placed && state !== 'Absent') push({ start, end, state });
+            placed = true;
+            push(run);
+            continue;
+        }
+        if (run.start < start) push({ start: run.start, end: start - 1, state: run.state });
+        if (!placed && state !== 'Absent') push({ start, end, state });
+        placed = true;
+        if (run.end > end) push({ start: end + 1, end: run.end, state: run.state });
+    }
+    if (!placed && state !== 'Absent') push({ start, end, state });
+    return out;
+}
+
+/** How many slots the runs route to this shard (owned, migrating or frozen). */
+export function ownedSlotCount(runs: readonly StateRun[]): number {
+    let count = 0;
+    for (const run of runs) if (isOwnedState(run.state)) count += run.end - run.start + 1;
+    return count;
+}
+
+/** Which slot-state changes the factory may make; anything else is a protocol error. */
+export const ALLOWED_SLOT_TRANSITIONS: Record<SlotStateOrAbsent, readonly SlotStateName[]> = {
+    Absent: ['Importing'],
+    Importing: ['Importing', 'Owned'],
+    Owned: ['Owned', 'Migrating'],
+    Migrating: ['Migrating', 'Frozen', 'Owned'],
+    Frozen: ['Frozen', 'Migrating', 'Owned', 'Released'],
+    Released: ['Released']
+};
+
+/** The first piece of the span that may not move to `target`, if any. */
+export function illegalPiece(
+    runs: readonly StateRun[],
+    start: number,
+    end: number,
+    target: SlotStateName
+): { start: number; state: SlotStateOrAbsent } | undefined {
+    return piecesOf(runs, start, end).find(
+        (p) => !ALLOWED_SLOT_TRANSITIONS[p.state].includes(target)
+    );
+}
+
+/**
+ * A slot's data on a shard, kept only once the slot has held a loan; `checksum` is the order-free
+ * sum of its loans' hashes.
+ */
+export interface SlotData {
     /** The next sequence number this slot hands out; moves with the slot. */
     next_seq: number;
     /** Every sequence number below this one is absent here (deletion advances it). */
@@ -38,29 +159,27 @@ export interface SlotRecord {
     checksum: bigint;
 }
 
-/** An empty slot record in the given state. */
-export function newSlotRecord(state: SlotStateName): SlotRecord {
-    return { state, next_seq: 1, low_seq: 1, count: 0, checksum: 0n };
+export function newSlotData(): SlotData {
+    return { next_seq: 1, low_seq: 1, count: 0, checksum: 0n };
 }
 
 /**
- * Whether a user write to `slot` is admitted. `record` is undefined when the shard knows nothing of
- * the slot. `epoch` is the newest routing epoch this shard has seen, returned with `WrongShard` so
- * the router knows its table is older.
+ * Whether a user write to `slot` is admitted given its state. `epoch` is the newest routing epoch
+ * this shard has seen, returned with `WrongShard` so the router knows its table is older.
  */
 export function admitWrite(
     slot: number,
-    record: SlotRecord | undefined,
+    state: SlotStateOrAbsent,
     read_only: boolean,
     epoch: bigint
 ): { Ok: null } | { Err: ApiError } {
-    if (record === undefined || record.state === 'Importing' || record.state === 'Released') {
+    if (!isOwnedState(state)) {
         return { Err: { WrongShard: { slot, epoch } } };
     }
     if (read_only) {
         return { Err: { ReadOnly: { reason: 'the shard is read-only', retriable: false } } };
     }
-    if (record.state === 'Frozen') {
+    if (state === 'Frozen') {
         return {
             Err: { ReadOnly: { reason: `slot ${slot} is pausing for migration`, retriable: true } }
         };
@@ -69,7 +188,7 @@ export function admitWrite(
 }
 
 /** Whether a slot in this state belongs to this shard (is routed here). */
-export function isOwnedState(state: SlotStateName | undefined): boolean {
+export function isOwnedState(state: SlotStateOrAbsent | undefined): boolean {
     return state === 'Owned' || state === 'Migrating' || state === 'Frozen';
 }
 
@@ -93,10 +212,10 @@ export function loanHash(encoded: Uint8Array): bigint {
  * (absent: deleted). Sums wrap modulo 2^64, so the checksum is independent of write order.
  */
 export function applyToSlot(
-    record: SlotRecord,
+    record: SlotData,
     before: Uint8Array | undefined,
     after: Uint8Array | undefined
-): SlotRecord {
+): SlotData {
     let { count, checksum } = record;
     if (before !== undefined) {
         count -= 1;
