@@ -89,7 +89,10 @@ describe('slot-state runs', () => {
         const runs = setRunState(setRunState([], 0, 9, 'Owned'), 5, 9, 'Migrating');
         expect(illegalPiece(runs, 0, 9, 'Frozen')).toMatchObject({ start: 0, state: 'Owned' });
         expect(illegalPiece(runs, 5, 9, 'Frozen')).toBeUndefined();
-        expect(illegalPiece(runs, 8, 12, 'Migrating')).toMatchObject({ start: 10, state: 'Absent' });
+        expect(illegalPiece(runs, 8, 12, 'Migrating')).toMatchObject({
+            start: 10,
+            state: 'Absent'
+        });
     });
 });
 
