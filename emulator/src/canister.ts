@@ -173,6 +173,7 @@ export class Canister {
     /** True while the last buffer this canister released still equals its heap (after a rollback). */
     private snapshotFresh = false;
     private run: RunState | null = null;
+    private memView: Uint8Array | null = null;
 
     constructor(
         readonly id: Principal,
@@ -250,9 +251,23 @@ export class Canister {
         return imports as WebAssembly.Imports;
     }
 
+    /** A view of the heap, re-made only when the buffer changes (growth, new instance). */
     private mem(): Uint8Array {
-        const m = this.instance!.exports.memory as WebAssembly.Memory;
-        return new Uint8Array(m.buffer);
+        const buffer = (this.instance!.exports.memory as WebAssembly.Memory).buffer;
+        if (this.memView?.buffer !== buffer) this.memView = new Uint8Array(buffer);
+        return this.memView;
+    }
+
+    /** A bounds-checked view (no copy) of heap bytes, for stable-memory transfers. */
+    private heapView(ptr: number, size: number, what: string): Uint8Array {
+        const m = this.mem();
+        if (ptr < 0 || size < 0 || ptr + size > m.length) {
+            throw new CanisterTrap(
+                `${what}: heap out of bounds`,
+                ErrorCode.CanisterContractViolation
+            );
+        }
+        return m.subarray(ptr, ptr + size);
     }
 
     /** Wasm i32 arguments arrive signed; pointers and sizes are unsigned. */
@@ -592,13 +607,21 @@ export class Canister {
             },
             stable64_write: (offset: bigint, src: bigint, size: bigint) => {
                 this.state('stable64_write', null);
-                const data = this.readMem(Number(src), Number(size), 'stable64_write');
-                this.stableWrite(BigInt.asUintN(64, offset), data);
+                const view = this.heapView(Number(src), Number(size), 'stable64_write');
+                this.stableWrite(BigInt.asUintN(64, offset), view);
             },
             stable64_read: (dst: bigint, offset: bigint, size: bigint) => {
                 this.state('stable64_read', null);
-                const data = this.stableRead(BigInt.asUintN(64, offset), Number(size));
-                this.writeMem(Number(dst), data, 'stable64_read');
+                const n = Number(size);
+                const view = this.heapView(Number(dst), n, 'stable64_read');
+                try {
+                    this.stable.readInto(BigInt.asUintN(64, offset), view, 0, n);
+                } catch {
+                    throw new CanisterTrap(
+                        'stable memory out of bounds',
+                        ErrorCode.CanisterTrapped
+                    );
+                }
             },
             certified_data_set: (src: number, size: number) => {
                 this.state('certified_data_set', STATE_KINDS);
@@ -786,7 +809,7 @@ export class Canister {
         );
     }
 
-    private stableWrite(offset: bigint, data: Uint8Array): void {
+    private stableWrite(offset: bigint | number, data: Uint8Array): void {
         try {
             this.stable.write(offset, data);
         } catch {
@@ -794,7 +817,7 @@ export class Canister {
         }
     }
 
-    private stableRead(offset: bigint, size: number): Uint8Array {
+    private stableRead(offset: bigint | number, size: number): Uint8Array {
         try {
             return this.stable.read(offset, size);
         } catch {

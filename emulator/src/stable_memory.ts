@@ -1,5 +1,6 @@
 /** Size of one Wasm / stable-memory page. */
 export const PAGE_SIZE_BYTES = 65_536;
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 /** Bound on nested transactions (a composite query nests one per callback level). */
 const MAX_NESTING = 64;
 /** Stable memory limit per canister on the IC: 500 GiB. */
@@ -38,44 +39,49 @@ export class StableMemory {
         return BigInt(old);
     }
 
-    private check(offset: bigint, size: number): void {
-        if (
-            offset < 0n ||
-            offset + BigInt(size) > BigInt(this.sizePages) * BigInt(PAGE_SIZE_BYTES)
-        ) {
+    /** The offset as a number if `[offset, offset+size)` is in bounds; throws RangeError otherwise. */
+    private check(offset: bigint | number, size: number): number {
+        // 500 GiB < 2^53, so in-bounds offsets are exact as numbers.
+        const off = typeof offset === 'bigint' ? (offset > MAX_SAFE ? -1 : Number(offset)) : offset;
+        if (off < 0 || size < 0 || off + size > this.sizePages * PAGE_SIZE_BYTES) {
             throw new RangeError('stable memory access out of bounds');
         }
+        return off;
     }
 
     /** Copies `size` bytes from stable memory at `offset`; throws RangeError out of bounds. */
-    read(offset: bigint, size: number): Uint8Array {
-        this.check(offset, size);
+    read(offset: bigint | number, size: number): Uint8Array {
         const out = new Uint8Array(size);
+        this.readInto(offset, out, 0, size);
+        return out;
+    }
+
+    /** Copies `size` bytes at `offset` into `dest[destOffset..]` (absent pages read as zeros). */
+    readInto(offset: bigint | number, dest: Uint8Array, destOffset: number, size: number): void {
+        let pos = this.check(offset, size);
         let done = 0;
-        let pos = Number(offset);
         while (done < size) {
             const page = Math.floor(pos / PAGE_SIZE_BYTES);
             const inPage = pos % PAGE_SIZE_BYTES;
             const n = Math.min(size - done, PAGE_SIZE_BYTES - inPage);
             const p = this.pages.get(page);
-            if (p) out.set(p.subarray(inPage, inPage + n), done);
+            if (p) dest.set(p.subarray(inPage, inPage + n), destOffset + done);
+            else dest.fill(0, destOffset + done, destOffset + done + n);
             done += n;
             pos += n;
         }
-        return out;
     }
 
     /** Writes bytes at `offset`; throws RangeError out of bounds. */
-    write(offset: bigint, data: Uint8Array): void {
-        this.check(offset, data.length);
+    write(offset: bigint | number, data: Uint8Array): void {
+        let pos = this.check(offset, data.length);
         let done = 0;
-        let pos = Number(offset);
+        const log = this.undo[this.undo.length - 1];
         while (done < data.length) {
             const page = Math.floor(pos / PAGE_SIZE_BYTES);
             const inPage = pos % PAGE_SIZE_BYTES;
             const n = Math.min(data.length - done, PAGE_SIZE_BYTES - inPage);
             let p = this.pages.get(page);
-            const log = this.undo[this.undo.length - 1];
             if (log && !log.pages.has(page)) log.pages.set(page, p ? p.slice() : null);
             if (!p) {
                 p = new Uint8Array(PAGE_SIZE_BYTES);
