@@ -1,15 +1,538 @@
-import { IDL, query } from 'azle';
-
-import { VERSION } from '../shared/version';
-
 /**
  * The router canister: the query router (this folder) and the load balancer (`src/load_balancer`)
  * in one canister, so balancing decisions and breaker state sit next to the calls they protect.
+ *
+ * Kinds of method: `update` when it calls shards on the data path, records breaker outcomes, fills
+ * the cache or keeps statistics (a query's writes are discarded on the IC); `query` when it only
+ * reads the router's own state; composite `query` (`query_*`) for read-only fan-outs at query
+ * latency, capped at MAX_COMPOSITE_FANOUT shards (5 B instructions for the whole call graph).
  */
+import {
+    clearTimer,
+    IDL,
+    init,
+    isController,
+    msgCaller,
+    postUpgrade,
+    Principal,
+    query,
+    setTimerInterval,
+    time,
+    update
+} from 'azle';
+
+import {
+    addShard,
+    balancerView,
+    loadBalancerStats,
+    pickShard,
+    probeAll,
+    removeShard,
+    setAlgorithm
+} from '../load_balancer/balancer';
+import { callShard, canExecute, recordOutcome } from '../load_balancer/edge';
+import {
+    breakers,
+    getBook,
+    getConfig,
+    getQueryCounters,
+    getRoutingTable,
+    queryStatistics,
+    RouterConfig,
+    setBook,
+    setConfig,
+    setQueryCounters,
+    shards
+} from '../load_balancer/store';
+import { bool, float64, nat32, nat64, opt, principal } from '../shared/candid';
+import { validateBreakerConfig } from '../shared/circuit_breaker';
+import { slotOf } from '../shared/hash';
+import { MAX_COMPOSITE_FANOUT } from '../shared/limits';
+import { validateNewLoan } from '../shared/loan';
+import { decodeLoanId } from '../shared/loan_id';
+import {
+    BalancerView,
+    MAX_ADMINS,
+    MAX_CACHE_TTL_MS,
+    MAX_PROBE_INTERVAL_S,
+    MAX_WRITERS,
+    MIN_PROBE_INTERVAL_S,
+    RouterInit
+} from '../shared/router_api';
+import { planPage, userTagsOf } from '../shared/router_plan';
+import {
+    ApiError,
+    CacheStatistics,
+    CircuitBreakerConfig,
+    FarmerDashboard,
+    InvestorDashboard,
+    LoadBalancerStats,
+    LoadBalancingAlgorithm,
+    Loan,
+    LoanPage,
+    LoanUpdate,
+    NewLoan,
+    Page,
+    QueryStatistics,
+    RequestType,
+    Result,
+    RoutingTable,
+    ShardEndpoint,
+    ShardInfo,
+    SystemAnalytics,
+    UnitResult
+} from '../shared/types';
+import { VERSION } from '../shared/version';
+import {
+    cache,
+    farmerDashboardOf,
+    investorDashboardOf,
+    invalidateUsers,
+    systemAnalyticsOf,
+    userLoansOf
+} from './queries';
+import {
+    acceptTable,
+    ownerOfSlot,
+    ownerShards,
+    refreshFromFactory,
+    routedWrite,
+    slotMap
+} from './routing';
+
+const NOT_AUTHORIZED = { Err: { NotAuthorized: null } } as const;
+
+function invalid(field: string, reason: string): { Err: ApiError } {
+    return { Err: { InvalidInput: { field, reason } } };
+}
+
+function isAdmin(caller: Principal): boolean {
+    return isController(caller) || getConfig().admins.includes(caller.toText());
+}
+
+function isWriter(caller: Principal): boolean {
+    return getConfig().writers.includes(caller.toText());
+}
+
+function isFactory(caller: Principal): boolean {
+    return getConfig().factory === caller.toText();
+}
+
+/** Operators: admins, allow-listed applications and the factory may read router-wide figures. */
+function isObserver(caller: Principal): boolean {
+    return isAdmin(caller) || isWriter(caller) || isFactory(caller);
+}
+
+/** A user reads their own data; admins and allow-listed applications read anyone's. */
+function mayReadUser(caller: Principal, user: Principal): boolean {
+    return caller.toText() === user.toText() || isAdmin(caller) || isWriter(caller);
+}
+
+/** Shards a fan-out would call. */
+function shardCount(): number {
+    return ownerShards().length;
+}
+
+/** A composite query has 5 B instructions for its whole call graph: wider fan-outs use the update. */
+function tooWide(): { Err: ApiError } {
+    return {
+        Err: {
+            CapacityExceeded: {
+                resource: 'composite_fanout_shards',
+                limit: BigInt(MAX_COMPOSITE_FANOUT)
+            }
+        }
+    };
+}
+
+let probeTimer: bigint | null = null;
+
+function armProbes(): void {
+    if (probeTimer !== null) clearTimer(probeTimer);
+    probeTimer = setTimerInterval(getConfig().probe_interval_s, probeAll);
+}
+
+/** Applies an init/upgrade argument over `base`; traps on a bad argument (install fails, no change). */
+function configFrom(arg: RouterInit, base: RouterConfig): RouterConfig {
+    if (arg.admins.length > MAX_ADMINS) throw new Error(`at most ${MAX_ADMINS} admins`);
+    if (arg.writers.length > MAX_WRITERS) throw new Error(`at most ${MAX_WRITERS} writers`);
+    const probe_interval_s = arg.health_probe_interval_s[0] ?? base.probe_interval_s;
+    if (probe_interval_s < MIN_PROBE_INTERVAL_S || probe_interval_s > MAX_PROBE_INTERVAL_S) {
+        throw new Error(
+            `health_probe_interval_s must be in ${MIN_PROBE_INTERVAL_S}..=${MAX_PROBE_INTERVAL_S}`
+        );
+    }
+    const cache_ttl_ms = Number(arg.cache_ttl_ms[0] ?? BigInt(base.cache_ttl_ms));
+    if (cache_ttl_ms < 1 || cache_ttl_ms > MAX_CACHE_TTL_MS) {
+        throw new Error(`cache_ttl_ms must be in 1..=${MAX_CACHE_TTL_MS}`);
+    }
+    const breaker_config = arg.breaker_config[0] ?? base.breaker_config;
+    const problems = validateBreakerConfig(breaker_config);
+    if (problems.length > 0) throw new Error(`breaker_config: ${JSON.stringify(problems)}`);
+    return {
+        factory: arg.factory.toText(),
+        admins: arg.admins.map((p) => p.toText()),
+        writers: arg.writers.map((p) => p.toText()),
+        probe_interval_s,
+        cache_ttl_ms,
+        breaker_config
+    };
+}
+
 export default class {
+    /**
+     * Without an argument (`dfx deploy router`) the installer is the factory until one is set by an
+     * upgrade argument. Example: `dfx deploy router --argument '(opt record { factory =
+     * principal "<factory>"; admins = vec {}; writers = vec {}; health_probe_interval_s = null;
+     * cache_ttl_ms = null; breaker_config = null; random_seed = null })'`.
+     */
+    @init([opt(RouterInit)])
+    init(arg: [] | [RouterInit]): void {
+        const given: RouterInit = arg[0] ?? {
+            factory: msgCaller(),
+            admins: [],
+            writers: [],
+            health_probe_interval_s: [],
+            cache_ttl_ms: [],
+            breaker_config: [],
+            random_seed: []
+        };
+        setConfig(configFrom(given, getConfig()));
+        setBook({ ...getBook(), random_state: given.random_seed[0] ?? 1 });
+        setQueryCounters({ ...getQueryCounters(), since: time() });
+        armProbes();
+    }
+
+    /**
+     * Breakers, configuration, the routing table and statistics are in stable memory; the cache
+     * (heap) starts empty. An argument replaces the configuration it names. Re-arms the probes.
+     */
+    @postUpgrade([opt(RouterInit)])
+    postUpgrade(arg: [] | [RouterInit]): void {
+        if (arg[0] !== undefined) {
+            setConfig(configFrom(arg[0], getConfig()));
+            if (arg[0].random_seed[0] !== undefined) {
+                setBook({ ...getBook(), random_state: arg[0].random_seed[0] });
+            }
+        }
+        armProbes();
+    }
+
     /** The canister's version. Example: `dfx canister call router version` → `("0.1.0")`. */
     @query([], IDL.Text)
     version(): string {
         return VERSION;
+    }
+
+    // ---- Routing table ------------------------------------------------------------------------
+
+    /** Update (factory only): the factory pushes each new table; its epoch must grow. */
+    @update([RoutingTable], UnitResult)
+    update_routing_table(table: RoutingTable): UnitResult {
+        if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
+        return acceptTable(table);
+    }
+
+    /** Update (admins): pulls the factory's table now (as a `WrongShard` answer does). */
+    @update([], UnitResult)
+    async refresh_routing_table(): Promise<UnitResult> {
+        if (!isAdmin(msgCaller())) return NOT_AUTHORIZED;
+        return await refreshFromFactory();
+    }
+
+    /** Query (anyone): the cached table; the same shape the factory serves. */
+    @query([], RoutingTable)
+    get_routing_table(): RoutingTable {
+        return getRoutingTable() ?? { epoch: 0n, ranges: [], shards: [] };
+    }
+
+    // ---- Access lists and breaker configuration -------------------------------------------------
+
+    /** Update (admins): allows an application to write loans through the router. */
+    @update([principal], UnitResult)
+    add_writer(writer: Principal): UnitResult {
+        if (!isAdmin(msgCaller())) return NOT_AUTHORIZED;
+        if (writer.isAnonymous()) return invalid('writer', 'the anonymous principal cannot write');
+        const config = getConfig();
+        if (config.writers.includes(writer.toText())) return { Ok: null };
+        if (config.writers.length >= MAX_WRITERS) {
+            return {
+                Err: { CapacityExceeded: { resource: 'writers', limit: BigInt(MAX_WRITERS) } }
+            };
+        }
+        setConfig({ ...config, writers: [...config.writers, writer.toText()] });
+        return { Ok: null };
+    }
+
+    /** Update (admins): removes an application from the writers. */
+    @update([principal], UnitResult)
+    remove_writer(writer: Principal): UnitResult {
+        if (!isAdmin(msgCaller())) return NOT_AUTHORIZED;
+        const config = getConfig();
+        if (!config.writers.includes(writer.toText())) {
+            return { Err: { NotFound: { what: 'writer', id: writer.toText() } } };
+        }
+        setConfig({ ...config, writers: config.writers.filter((w) => w !== writer.toText()) });
+        return { Ok: null };
+    }
+
+    /** Update (admins): replaces the breaker configuration of every shard. */
+    @update([CircuitBreakerConfig], UnitResult)
+    set_breaker_config(config: CircuitBreakerConfig): UnitResult {
+        if (!isAdmin(msgCaller())) return NOT_AUTHORIZED;
+        const problems = validateBreakerConfig(config);
+        if (problems.length > 0) return invalid(problems[0].field, problems[0].reason);
+        setConfig({ ...getConfig(), breaker_config: config });
+        return { Ok: null };
+    }
+
+    // ---- Data path ------------------------------------------------------------------------------
+
+    /**
+     * Update (writers): stores a loan on the shard owning the borrower's slot. `WrongShard` →
+     * refresh + one retry; a migration freeze → a few paced retries; an open breaker →
+     * `ShardUnavailable` with no call made.
+     */
+    @update([NewLoan], Result(Loan))
+    async create_loan(application: NewLoan): Promise<Result<Loan>> {
+        if (!isWriter(msgCaller())) return NOT_AUTHORIZED;
+        // Checked here too, so a bad application costs no shard call.
+        const valid = validateNewLoan(application, time());
+        if ('Err' in valid) return valid;
+        const slot = slotOf(application.borrower.toUint8Array());
+        const reply = await routedWrite(slot, 'create_loan', [application]);
+        if ('Ok' in reply) invalidateUsers(userTagsOf(reply.Ok));
+        return reply;
+    }
+
+    /** Update (writers): applies a transition to a loan on the shard its id names. */
+    @update([nat64, LoanUpdate], Result(Loan))
+    async update_loan(id: bigint, change: LoanUpdate): Promise<Result<Loan>> {
+        if (!isWriter(msgCaller())) return NOT_AUTHORIZED;
+        const parts = decodeLoanId(id);
+        if (!parts.ok) return invalid(parts.field, parts.reason);
+        const reply = await routedWrite(parts.value.slot, 'update_loan', [id, change]);
+        if ('Ok' in reply) invalidateUsers(userTagsOf(reply.Ok));
+        return reply;
+    }
+
+    /**
+     * Update (the borrower, writers, admins): reads a loan from its shard. An update, not a query,
+     * because the call's outcome feeds the shard's breaker.
+     */
+    @update([nat64], Result(Loan))
+    async get_loan(id: bigint): Promise<Result<Loan>> {
+        const caller = msgCaller();
+        const parts = decodeLoanId(id);
+        if (!parts.ok) return invalid(parts.field, parts.reason);
+        const target = ownerOfSlot(parts.value.slot);
+        if ('Err' in target) return target;
+        const privileged = isAdmin(caller) || isWriter(caller);
+        const reply = await callShard<Loan>(target.Ok.shard_id, target.Ok.canister_id, 'get_loan', [
+            id
+        ]);
+        if ('Err' in reply) return privileged ? reply : NOT_AUTHORIZED;
+        if (!privileged && reply.Ok.borrower.toText() !== caller.toText()) return NOT_AUTHORIZED;
+        return reply;
+    }
+
+    // ---- Load balancing -------------------------------------------------------------------------
+
+    /**
+     * Update (observers): picks a shard with the configured algorithm; never one whose breaker is
+     * open. An update because the pick advances the algorithm's state (round-robin position,
+     * random draws).
+     */
+    @update([RequestType], Result(ShardEndpoint))
+    get_optimal_shard(request: RequestType): Result<ShardEndpoint> {
+        if (!isObserver(msgCaller())) return NOT_AUTHORIZED;
+        return pickShard(request, slotMap());
+    }
+
+    /** Query (anyone): whether the shard's breaker would let a request through now. */
+    @query([nat32], bool)
+    can_execute_request(shard_id: number): boolean {
+        return canExecute(shard_id);
+    }
+
+    /**
+     * Update (admins and the factory only: nobody else may trip a breaker): records an outcome
+     * observed elsewhere, e.g. by the factory's own calls.
+     */
+    @update([nat32, bool, nat64], UnitResult)
+    record_request_result(shard_id: number, success: boolean, latency_ms: bigint): UnitResult {
+        const caller = msgCaller();
+        if (!isAdmin(caller) && !isFactory(caller)) return NOT_AUTHORIZED;
+        if (shards.get(shard_id) === undefined && breakers.get(shard_id) === undefined) {
+            return invalid('shard_id', `shard ${shard_id} is unknown to the router`);
+        }
+        if (latency_ms > 86_400_000n) return invalid('latency_ms', 'must be at most one day');
+        recordOutcome(shard_id, success, Number(latency_ms));
+        return { Ok: null };
+    }
+
+    /** Update (admins): adds or replaces a shard in the balancer with a weight > 0. */
+    @update([ShardInfo, float64], UnitResult)
+    add_shard_to_balancer(info: ShardInfo, weight: number): UnitResult {
+        if (!isAdmin(msgCaller())) return NOT_AUTHORIZED;
+        return addShard(info, weight);
+    }
+
+    /** Update (admins): stops choosing a shard (its breaker and counters are kept). */
+    @update([nat32], UnitResult)
+    remove_shard_from_balancer(shard_id: number): UnitResult {
+        if (!isAdmin(msgCaller())) return NOT_AUTHORIZED;
+        return removeShard(shard_id);
+    }
+
+    /** Update (admins): switches the algorithm; its bookkeeping restarts. */
+    @update([LoadBalancingAlgorithm], UnitResult)
+    update_load_balancing_algorithm(algorithm: LoadBalancingAlgorithm): UnitResult {
+        if (!isAdmin(msgCaller())) return NOT_AUTHORIZED;
+        setAlgorithm(algorithm);
+        return { Ok: null };
+    }
+
+    /** Query (observers): request counters, breaker states and transitions, routing epoch. */
+    @query([], Result(LoadBalancerStats))
+    get_load_balancer_stats(): Result<LoadBalancerStats> {
+        if (!isObserver(msgCaller())) return NOT_AUTHORIZED;
+        return { Ok: loadBalancerStats() };
+    }
+
+    /** Query (observers): everything a pick depends on, to replay `choose` outside. */
+    @query([], Result(BalancerView))
+    get_balancer_view(): Result<BalancerView> {
+        if (!isObserver(msgCaller())) return NOT_AUTHORIZED;
+        return { Ok: balancerView() };
+    }
+
+    // ---- Queries --------------------------------------------------------------------------------
+
+    /** Query (anyone): the shard holding a loan, from the slot in its id (no directory). */
+    @query([nat64], Result(principal))
+    route_loan_query(id: bigint): Result<Principal> {
+        const parts = decodeLoanId(id);
+        if (!parts.ok) return invalid(parts.field, parts.reason);
+        const target = ownerOfSlot(parts.value.slot);
+        if ('Err' in target) return target;
+        return { Ok: Principal.fromText(target.Ok.canister_id) };
+    }
+
+    /**
+     * Update (the user, writers, admins): one page of the user's loans as borrower and investor,
+     * merged across shards in id order. An update so it can cache and count.
+     */
+    @update([principal, opt(Page)], Result(LoanPage))
+    async get_aggregated_user_loans(user: Principal, page: [] | [Page]): Promise<Result<LoanPage>> {
+        if (!mayReadUser(msgCaller(), user)) return NOT_AUTHORIZED;
+        const plan = planPage(page);
+        if ('Err' in plan) return plan;
+        return await userLoansOf(user, plan.Ok, true);
+    }
+
+    /** Composite query (same access): the read-only variant of `get_aggregated_user_loans`. */
+    @query([principal, opt(Page)], Result(LoanPage), { composite: true })
+    async query_aggregated_user_loans(
+        user: Principal,
+        page: [] | [Page]
+    ): Promise<Result<LoanPage>> {
+        if (!mayReadUser(msgCaller(), user)) return NOT_AUTHORIZED;
+        const plan = planPage(page);
+        if ('Err' in plan) return plan;
+        if (shardCount() > MAX_COMPOSITE_FANOUT) return tooWide();
+        return await userLoansOf(user, plan.Ok, false);
+    }
+
+    /** Update (the farmer, writers, admins): cached; one shard call on a miss. */
+    @update([principal], Result(FarmerDashboard))
+    async get_farmer_dashboard_advanced(farmer: Principal): Promise<Result<FarmerDashboard>> {
+        if (!mayReadUser(msgCaller(), farmer)) return NOT_AUTHORIZED;
+        return await farmerDashboardOf(farmer, true);
+    }
+
+    /** Composite query (same access): read-only, uncached. */
+    @query([principal], Result(FarmerDashboard), { composite: true })
+    async query_farmer_dashboard(farmer: Principal): Promise<Result<FarmerDashboard>> {
+        if (!mayReadUser(msgCaller(), farmer)) return NOT_AUTHORIZED;
+        return await farmerDashboardOf(farmer, false);
+    }
+
+    /**
+     * Update (the investor, writers, admins): every shard in parallel; `complete = false` and the
+     * failed shards listed when some did not answer. Cached when complete.
+     */
+    @update([principal], Result(InvestorDashboard))
+    async get_investor_dashboard_advanced(investor: Principal): Promise<Result<InvestorDashboard>> {
+        if (!mayReadUser(msgCaller(), investor)) return NOT_AUTHORIZED;
+        return await investorDashboardOf(investor, true);
+    }
+
+    /** Composite query (same access): read-only, at most MAX_COMPOSITE_FANOUT shards. */
+    @query([principal], Result(InvestorDashboard), { composite: true })
+    async query_investor_dashboard(investor: Principal): Promise<Result<InvestorDashboard>> {
+        if (!mayReadUser(msgCaller(), investor)) return NOT_AUTHORIZED;
+        if (shardCount() > MAX_COMPOSITE_FANOUT) return tooWide();
+        return await investorDashboardOf(investor, false);
+    }
+
+    /** Update (observers): every shard's counters summed; cached when complete. */
+    @update([], Result(SystemAnalytics))
+    async get_system_analytics(): Promise<Result<SystemAnalytics>> {
+        if (!isObserver(msgCaller())) return NOT_AUTHORIZED;
+        return await systemAnalyticsOf(true);
+    }
+
+    /** Composite query (observers): read-only, at most MAX_COMPOSITE_FANOUT shards. */
+    @query([], Result(SystemAnalytics), { composite: true })
+    async query_system_analytics(): Promise<Result<SystemAnalytics>> {
+        if (!isObserver(msgCaller())) return NOT_AUTHORIZED;
+        if (shardCount() > MAX_COMPOSITE_FANOUT) return tooWide();
+        return await systemAnalyticsOf(false);
+    }
+
+    /** Query (observers): fan-out counts, partial answers and latency since the last reset. */
+    @query([], Result(QueryStatistics))
+    get_query_statistics(): Result<QueryStatistics> {
+        if (!isObserver(msgCaller())) return NOT_AUTHORIZED;
+        return { Ok: queryStatistics(getQueryCounters()) };
+    }
+
+    /** Update (admins): zeroes the query statistics. */
+    @update([], UnitResult)
+    reset_query_statistics(): UnitResult {
+        if (!isAdmin(msgCaller())) return NOT_AUTHORIZED;
+        setQueryCounters({
+            total_queries: 0n,
+            fan_out_queries: 0n,
+            shard_calls: 0n,
+            partial_results: 0n,
+            failed_shard_calls: 0n,
+            fan_out_sum: 0n,
+            latency_sum_ms: 0,
+            since: time()
+        });
+        return { Ok: null };
+    }
+
+    /** Query (observers): the dashboard cache's hits, misses, evictions and size. */
+    @query([], Result(CacheStatistics))
+    get_cache_statistics(): Result<CacheStatistics> {
+        if (!isObserver(msgCaller())) return NOT_AUTHORIZED;
+        const s = cache.stats();
+        return {
+            Ok: {
+                hits: BigInt(s.hits),
+                misses: BigInt(s.misses),
+                evictions: BigInt(s.evictions),
+                expirations: BigInt(s.expirations),
+                invalidations: BigInt(s.invalidations),
+                entries: BigInt(s.entries),
+                size_bytes: BigInt(s.size_bytes),
+                max_entries: BigInt(s.max_entries),
+                max_size_bytes: BigInt(s.max_size_bytes),
+                hit_rate: s.hit_rate
+            }
+        };
     }
 }

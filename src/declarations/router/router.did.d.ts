@@ -10,6 +10,1493 @@ import type { ActorMethod } from '@dfinity/agent';
 import type { IDL } from '@dfinity/candid';
 import type { Principal } from '@dfinity/principal';
 
-export interface _SERVICE { 'version' : ActorMethod<[], string> }
+export interface _SERVICE {
+  'add_shard_to_balancer' : ActorMethod<
+    [
+      {
+        'region' : string,
+        'cycles_balance' : bigint,
+        'storage_used_bytes' : bigint,
+        'shard_id' : number,
+        'slot_count' : number,
+        'canister_id' : Principal,
+        'loan_count' : bigint,
+        'performance_metrics' : {
+          'error_count' : bigint,
+          'avg_instructions_per_call' : bigint,
+          'storage_used_bytes' : bigint,
+          'avg_response_time_ms' : number,
+          'owned_slots' : number,
+          'loan_count' : bigint,
+          'is_read_only' : boolean,
+          'message_count' : bigint,
+          'max_instructions_per_call' : bigint,
+          'storage_percentage' : number,
+          'collected_at' : bigint,
+        },
+        'created_at' : bigint,
+        'memory_size_bytes' : bigint,
+        'is_read_only' : boolean,
+        'is_active' : boolean,
+        'storage_percentage' : number,
+      },
+      number,
+    ],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'add_writer' : ActorMethod<
+    [Principal],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'can_execute_request' : ActorMethod<[number], boolean>,
+  'create_loan' : ActorMethod<
+    [
+      {
+        'apr' : bigint,
+        'nft_id' : bigint,
+        'amount_requested' : bigint,
+        'borrower' : Principal,
+        'due_date' : [] | [bigint],
+        'collateral_value_btc' : bigint,
+      },
+    ],
+    {
+        'Ok' : {
+          'id' : bigint,
+          'apr' : bigint,
+          'nft_id' : bigint,
+          'status' : { 'Repaid' : null } |
+            { 'Active' : null } |
+            { 'Approved' : null } |
+            { 'PendingApplication' : null } |
+            { 'Defaulted' : null } |
+            { 'PendingApproval' : null },
+          'updated_at' : bigint,
+          'amount_requested' : bigint,
+          'total_repaid' : bigint,
+          'created_at' : bigint,
+          'borrower' : Principal,
+          'repayment_history' : Array<
+            { 'timestamp' : bigint, 'amount' : bigint }
+          >,
+          'version' : bigint,
+          'due_date' : [] | [bigint],
+          'last_payment_date' : [] | [bigint],
+          'collateral_value_btc' : bigint,
+          'funders' : Array<{ 'amount' : bigint, 'investor' : Principal }>,
+          'amount_approved' : bigint,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'get_aggregated_user_loans' : ActorMethod<
+    [Principal, [] | [{ 'cursor' : [] | [string], 'limit' : [] | [number] }]],
+    {
+        'Ok' : {
+          'loans' : Array<
+            {
+              'id' : bigint,
+              'apr' : bigint,
+              'nft_id' : bigint,
+              'status' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+              'updated_at' : bigint,
+              'amount_requested' : bigint,
+              'total_repaid' : bigint,
+              'created_at' : bigint,
+              'borrower' : Principal,
+              'repayment_history' : Array<
+                { 'timestamp' : bigint, 'amount' : bigint }
+              >,
+              'version' : bigint,
+              'due_date' : [] | [bigint],
+              'last_payment_date' : [] | [bigint],
+              'collateral_value_btc' : bigint,
+              'funders' : Array<{ 'amount' : bigint, 'investor' : Principal }>,
+              'amount_approved' : bigint,
+            }
+          >,
+          'complete' : boolean,
+          'next_cursor' : [] | [string],
+          'failed_shards' : Uint32Array,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'get_balancer_view' : ActorMethod<
+    [],
+    {
+        'Ok' : {
+          'wrr' : Array<{ 'shard_id' : number, 'current' : number }>,
+          'algorithm' : { 'ConsistentHashing' : null } |
+            { 'WeightedRoundRobin' : null } |
+            { 'ResourceBased' : null } |
+            { 'LeastConnections' : null } |
+            { 'RoundRobin' : null } |
+            { 'PowerOfTwoChoices' : null } |
+            { 'Geographic' : null } |
+            { 'ResponseTimeBased' : null },
+          'shards' : Array<
+            {
+              'endpoint' : {
+                'region' : string,
+                'weight' : number,
+                'avg_response_time_ms' : number,
+                'is_healthy' : boolean,
+                'shard_id' : number,
+                'canister_id' : Principal,
+                'in_flight' : number,
+                'circuit_state' : { 'Open' : null } |
+                  { 'Closed' : null } |
+                  { 'Disabled' : null } |
+                  { 'MetricsOnly' : null } |
+                  { 'ForcedOpen' : null } |
+                  { 'HalfOpen' : null },
+              },
+              'last_sample_at' : bigint,
+              'resource_usage' : number,
+            }
+          >,
+          'random_state' : number,
+          'rr_last_shard_id' : bigint,
+          'per_shard' : Array<
+            { 'failures' : bigint, 'shard_id' : number, 'requests' : bigint }
+          >,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'get_cache_statistics' : ActorMethod<
+    [],
+    {
+        'Ok' : {
+          'expirations' : bigint,
+          'max_size_bytes' : bigint,
+          'hits' : bigint,
+          'size_bytes' : bigint,
+          'evictions' : bigint,
+          'max_entries' : bigint,
+          'misses' : bigint,
+          'entries' : bigint,
+          'invalidations' : bigint,
+          'hit_rate' : number,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'get_farmer_dashboard_advanced' : ActorMethod<
+    [Principal],
+    {
+        'Ok' : {
+          'total_loans' : bigint,
+          'outstanding_balance' : bigint,
+          'generated_at' : bigint,
+          'by_status' : Array<
+            {
+              'status' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+              'count' : bigint,
+            }
+          >,
+          'total_repaid' : bigint,
+          'loans' : Array<
+            {
+              'id' : bigint,
+              'apr' : bigint,
+              'nft_id' : bigint,
+              'status' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+              'updated_at' : bigint,
+              'amount_requested' : bigint,
+              'total_repaid' : bigint,
+              'created_at' : bigint,
+              'borrower' : Principal,
+              'repayment_history' : Array<
+                { 'timestamp' : bigint, 'amount' : bigint }
+              >,
+              'version' : bigint,
+              'due_date' : [] | [bigint],
+              'last_payment_date' : [] | [bigint],
+              'collateral_value_btc' : bigint,
+              'funders' : Array<{ 'amount' : bigint, 'investor' : Principal }>,
+              'amount_approved' : bigint,
+            }
+          >,
+          'complete' : boolean,
+          'active_loans' : bigint,
+          'failed_shards' : Uint32Array,
+          'total_borrowed' : bigint,
+          'farmer' : Principal,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'get_investor_dashboard_advanced' : ActorMethod<
+    [Principal],
+    {
+        'Ok' : {
+          'total_investments' : bigint,
+          'generated_at' : bigint,
+          'total_repaid_on_funded_loans' : bigint,
+          'by_status' : Array<
+            {
+              'status' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+              'count' : bigint,
+            }
+          >,
+          'investments' : Array<
+            {
+              'id' : bigint,
+              'apr' : bigint,
+              'nft_id' : bigint,
+              'status' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+              'updated_at' : bigint,
+              'amount_requested' : bigint,
+              'total_repaid' : bigint,
+              'created_at' : bigint,
+              'borrower' : Principal,
+              'repayment_history' : Array<
+                { 'timestamp' : bigint, 'amount' : bigint }
+              >,
+              'version' : bigint,
+              'due_date' : [] | [bigint],
+              'last_payment_date' : [] | [bigint],
+              'collateral_value_btc' : bigint,
+              'funders' : Array<{ 'amount' : bigint, 'investor' : Principal }>,
+              'amount_approved' : bigint,
+            }
+          >,
+          'total_invested' : bigint,
+          'complete' : boolean,
+          'failed_shards' : Uint32Array,
+          'investor' : Principal,
+          'active_investments' : bigint,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'get_load_balancer_stats' : ActorMethod<
+    [],
+    {
+        'Ok' : {
+          'breaker_transitions' : bigint,
+          'algorithm' : { 'ConsistentHashing' : null } |
+            { 'WeightedRoundRobin' : null } |
+            { 'ResourceBased' : null } |
+            { 'LeastConnections' : null } |
+            { 'RoundRobin' : null } |
+            { 'PowerOfTwoChoices' : null } |
+            { 'Geographic' : null } |
+            { 'ResponseTimeBased' : null },
+          'total_requests' : bigint,
+          'failed_requests' : bigint,
+          'rejected_by_breaker' : bigint,
+          'per_shard' : Array<
+            { 'failures' : bigint, 'shard_id' : number, 'requests' : bigint }
+          >,
+          'routing_epoch' : bigint,
+          'breakers' : Array<
+            {
+              'not_permitted_calls' : bigint,
+              'current_wait_ms' : bigint,
+              'last_transition_at' : bigint,
+              'transitions' : bigint,
+              'shard_id' : number,
+              'slow_call_rate_percent' : number,
+              'state' : { 'Open' : null } |
+                { 'Closed' : null } |
+                { 'Disabled' : null } |
+                { 'MetricsOnly' : null } |
+                { 'ForcedOpen' : null } |
+                { 'HalfOpen' : null },
+              'failure_rate_percent' : number,
+              'slow_calls' : number,
+              'buffered_calls' : number,
+              'failed_calls' : number,
+            }
+          >,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'get_loan' : ActorMethod<
+    [bigint],
+    {
+        'Ok' : {
+          'id' : bigint,
+          'apr' : bigint,
+          'nft_id' : bigint,
+          'status' : { 'Repaid' : null } |
+            { 'Active' : null } |
+            { 'Approved' : null } |
+            { 'PendingApplication' : null } |
+            { 'Defaulted' : null } |
+            { 'PendingApproval' : null },
+          'updated_at' : bigint,
+          'amount_requested' : bigint,
+          'total_repaid' : bigint,
+          'created_at' : bigint,
+          'borrower' : Principal,
+          'repayment_history' : Array<
+            { 'timestamp' : bigint, 'amount' : bigint }
+          >,
+          'version' : bigint,
+          'due_date' : [] | [bigint],
+          'last_payment_date' : [] | [bigint],
+          'collateral_value_btc' : bigint,
+          'funders' : Array<{ 'amount' : bigint, 'investor' : Principal }>,
+          'amount_approved' : bigint,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'get_optimal_shard' : ActorMethod<
+    [
+      { 'Analytics' : null } |
+        { 'UserWrite' : Principal } |
+        { 'Read' : null } |
+        { 'Write' : null } |
+        { 'Regional' : string } |
+        { 'UserRead' : Principal },
+    ],
+    {
+        'Ok' : {
+          'region' : string,
+          'weight' : number,
+          'avg_response_time_ms' : number,
+          'is_healthy' : boolean,
+          'shard_id' : number,
+          'canister_id' : Principal,
+          'in_flight' : number,
+          'circuit_state' : { 'Open' : null } |
+            { 'Closed' : null } |
+            { 'Disabled' : null } |
+            { 'MetricsOnly' : null } |
+            { 'ForcedOpen' : null } |
+            { 'HalfOpen' : null },
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'get_query_statistics' : ActorMethod<
+    [],
+    {
+        'Ok' : {
+          'partial_results' : bigint,
+          'total_queries' : bigint,
+          'since' : bigint,
+          'avg_fan_out' : number,
+          'fan_out_queries' : bigint,
+          'failed_shard_calls' : bigint,
+          'avg_latency_ms' : number,
+          'shard_calls' : bigint,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'get_routing_table' : ActorMethod<
+    [],
+    {
+      'shards' : Array<
+        { 'region' : string, 'shard_id' : number, 'canister_id' : Principal }
+      >,
+      'epoch' : bigint,
+      'ranges' : Array<
+        { 'end' : number, 'shard_id' : number, 'start' : number }
+      >,
+    }
+  >,
+  'get_system_analytics' : ActorMethod<
+    [],
+    {
+        'Ok' : {
+          'total_loans' : bigint,
+          'total_approved' : bigint,
+          'shards' : Array<
+            {
+              'avg_response_time_ms' : number,
+              'shard_id' : number,
+              'loan_count' : bigint,
+              'storage_percentage' : number,
+            }
+          >,
+          'generated_at' : bigint,
+          'by_status' : Array<
+            {
+              'status' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+              'count' : bigint,
+            }
+          >,
+          'total_requested' : bigint,
+          'healthy_shards' : number,
+          'total_repaid' : bigint,
+          'total_shards' : number,
+          'complete' : boolean,
+          'failed_shards' : Uint32Array,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'query_aggregated_user_loans' : ActorMethod<
+    [Principal, [] | [{ 'cursor' : [] | [string], 'limit' : [] | [number] }]],
+    {
+        'Ok' : {
+          'loans' : Array<
+            {
+              'id' : bigint,
+              'apr' : bigint,
+              'nft_id' : bigint,
+              'status' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+              'updated_at' : bigint,
+              'amount_requested' : bigint,
+              'total_repaid' : bigint,
+              'created_at' : bigint,
+              'borrower' : Principal,
+              'repayment_history' : Array<
+                { 'timestamp' : bigint, 'amount' : bigint }
+              >,
+              'version' : bigint,
+              'due_date' : [] | [bigint],
+              'last_payment_date' : [] | [bigint],
+              'collateral_value_btc' : bigint,
+              'funders' : Array<{ 'amount' : bigint, 'investor' : Principal }>,
+              'amount_approved' : bigint,
+            }
+          >,
+          'complete' : boolean,
+          'next_cursor' : [] | [string],
+          'failed_shards' : Uint32Array,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'query_farmer_dashboard' : ActorMethod<
+    [Principal],
+    {
+        'Ok' : {
+          'total_loans' : bigint,
+          'outstanding_balance' : bigint,
+          'generated_at' : bigint,
+          'by_status' : Array<
+            {
+              'status' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+              'count' : bigint,
+            }
+          >,
+          'total_repaid' : bigint,
+          'loans' : Array<
+            {
+              'id' : bigint,
+              'apr' : bigint,
+              'nft_id' : bigint,
+              'status' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+              'updated_at' : bigint,
+              'amount_requested' : bigint,
+              'total_repaid' : bigint,
+              'created_at' : bigint,
+              'borrower' : Principal,
+              'repayment_history' : Array<
+                { 'timestamp' : bigint, 'amount' : bigint }
+              >,
+              'version' : bigint,
+              'due_date' : [] | [bigint],
+              'last_payment_date' : [] | [bigint],
+              'collateral_value_btc' : bigint,
+              'funders' : Array<{ 'amount' : bigint, 'investor' : Principal }>,
+              'amount_approved' : bigint,
+            }
+          >,
+          'complete' : boolean,
+          'active_loans' : bigint,
+          'failed_shards' : Uint32Array,
+          'total_borrowed' : bigint,
+          'farmer' : Principal,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'query_investor_dashboard' : ActorMethod<
+    [Principal],
+    {
+        'Ok' : {
+          'total_investments' : bigint,
+          'generated_at' : bigint,
+          'total_repaid_on_funded_loans' : bigint,
+          'by_status' : Array<
+            {
+              'status' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+              'count' : bigint,
+            }
+          >,
+          'investments' : Array<
+            {
+              'id' : bigint,
+              'apr' : bigint,
+              'nft_id' : bigint,
+              'status' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+              'updated_at' : bigint,
+              'amount_requested' : bigint,
+              'total_repaid' : bigint,
+              'created_at' : bigint,
+              'borrower' : Principal,
+              'repayment_history' : Array<
+                { 'timestamp' : bigint, 'amount' : bigint }
+              >,
+              'version' : bigint,
+              'due_date' : [] | [bigint],
+              'last_payment_date' : [] | [bigint],
+              'collateral_value_btc' : bigint,
+              'funders' : Array<{ 'amount' : bigint, 'investor' : Principal }>,
+              'amount_approved' : bigint,
+            }
+          >,
+          'total_invested' : bigint,
+          'complete' : boolean,
+          'failed_shards' : Uint32Array,
+          'investor' : Principal,
+          'active_investments' : bigint,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'query_system_analytics' : ActorMethod<
+    [],
+    {
+        'Ok' : {
+          'total_loans' : bigint,
+          'total_approved' : bigint,
+          'shards' : Array<
+            {
+              'avg_response_time_ms' : number,
+              'shard_id' : number,
+              'loan_count' : bigint,
+              'storage_percentage' : number,
+            }
+          >,
+          'generated_at' : bigint,
+          'by_status' : Array<
+            {
+              'status' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+              'count' : bigint,
+            }
+          >,
+          'total_requested' : bigint,
+          'healthy_shards' : number,
+          'total_repaid' : bigint,
+          'total_shards' : number,
+          'complete' : boolean,
+          'failed_shards' : Uint32Array,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'record_request_result' : ActorMethod<
+    [number, boolean, bigint],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'refresh_routing_table' : ActorMethod<
+    [],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'remove_shard_from_balancer' : ActorMethod<
+    [number],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'remove_writer' : ActorMethod<
+    [Principal],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'reset_query_statistics' : ActorMethod<
+    [],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'route_loan_query' : ActorMethod<
+    [bigint],
+    { 'Ok' : Principal } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'set_breaker_config' : ActorMethod<
+    [
+      {
+        'max_wait_duration_in_open_ms' : bigint,
+        'sliding_window_size' : number,
+        'sliding_window_type' : { 'TimeBased' : null } |
+          { 'CountBased' : null },
+        'slow_call_duration_threshold_ms' : bigint,
+        'permitted_calls_in_half_open' : number,
+        'minimum_number_of_calls' : number,
+        'failure_rate_threshold_percent' : number,
+        'max_wait_duration_in_half_open_ms' : bigint,
+        'slow_call_rate_threshold_percent' : number,
+        'exponential_backoff_multiplier' : number,
+        'wait_duration_in_open_ms' : bigint,
+      },
+    ],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'update_load_balancing_algorithm' : ActorMethod<
+    [
+      { 'ConsistentHashing' : null } |
+        { 'WeightedRoundRobin' : null } |
+        { 'ResourceBased' : null } |
+        { 'LeastConnections' : null } |
+        { 'RoundRobin' : null } |
+        { 'PowerOfTwoChoices' : null } |
+        { 'Geographic' : null } |
+        { 'ResponseTimeBased' : null },
+    ],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'update_loan' : ActorMethod<
+    [
+      bigint,
+      { 'Approve' : { 'amount_approved' : bigint } } |
+        { 'Fund' : { 'amount' : bigint, 'investor' : Principal } } |
+        { 'MarkDefaulted' : null } |
+        { 'Repay' : { 'amount' : bigint } } |
+        { 'Activate' : null } |
+        { 'SubmitForApproval' : null },
+    ],
+    {
+        'Ok' : {
+          'id' : bigint,
+          'apr' : bigint,
+          'nft_id' : bigint,
+          'status' : { 'Repaid' : null } |
+            { 'Active' : null } |
+            { 'Approved' : null } |
+            { 'PendingApplication' : null } |
+            { 'Defaulted' : null } |
+            { 'PendingApproval' : null },
+          'updated_at' : bigint,
+          'amount_requested' : bigint,
+          'total_repaid' : bigint,
+          'created_at' : bigint,
+          'borrower' : Principal,
+          'repayment_history' : Array<
+            { 'timestamp' : bigint, 'amount' : bigint }
+          >,
+          'version' : bigint,
+          'due_date' : [] | [bigint],
+          'last_payment_date' : [] | [bigint],
+          'collateral_value_btc' : bigint,
+          'funders' : Array<{ 'amount' : bigint, 'investor' : Principal }>,
+          'amount_approved' : bigint,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'update_routing_table' : ActorMethod<
+    [
+      {
+        'shards' : Array<
+          { 'region' : string, 'shard_id' : number, 'canister_id' : Principal }
+        >,
+        'epoch' : bigint,
+        'ranges' : Array<
+          { 'end' : number, 'shard_id' : number, 'start' : number }
+        >,
+      },
+    ],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'version' : ActorMethod<[], string>,
+}
 export declare const idlFactory: IDL.InterfaceFactory;
 export declare const init: (args: { IDL: typeof IDL }) => IDL.Type[];

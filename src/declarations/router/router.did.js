@@ -9,7 +9,2129 @@
 import { IDL } from '@dfinity/candid';
 
 export const idlFactory = ({ IDL }) => {
-  return IDL.Service({ 'version' : IDL.Func([], [IDL.Text], ['query']) });
+  return IDL.Service({
+    'add_shard_to_balancer' : IDL.Func(
+        [
+          IDL.Record({
+            'region' : IDL.Text,
+            'cycles_balance' : IDL.Nat,
+            'storage_used_bytes' : IDL.Nat64,
+            'shard_id' : IDL.Nat32,
+            'slot_count' : IDL.Nat32,
+            'canister_id' : IDL.Principal,
+            'loan_count' : IDL.Nat64,
+            'performance_metrics' : IDL.Record({
+              'error_count' : IDL.Nat64,
+              'avg_instructions_per_call' : IDL.Nat64,
+              'storage_used_bytes' : IDL.Nat64,
+              'avg_response_time_ms' : IDL.Float64,
+              'owned_slots' : IDL.Nat32,
+              'loan_count' : IDL.Nat64,
+              'is_read_only' : IDL.Bool,
+              'message_count' : IDL.Nat64,
+              'max_instructions_per_call' : IDL.Nat64,
+              'storage_percentage' : IDL.Float64,
+              'collected_at' : IDL.Nat64,
+            }),
+            'created_at' : IDL.Nat64,
+            'memory_size_bytes' : IDL.Nat64,
+            'is_read_only' : IDL.Bool,
+            'is_active' : IDL.Bool,
+            'storage_percentage' : IDL.Float64,
+          }),
+          IDL.Float64,
+        ],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'add_writer' : IDL.Func(
+        [IDL.Principal],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'can_execute_request' : IDL.Func([IDL.Nat32], [IDL.Bool], ['query']),
+    'create_loan' : IDL.Func(
+        [
+          IDL.Record({
+            'apr' : IDL.Nat64,
+            'nft_id' : IDL.Nat64,
+            'amount_requested' : IDL.Nat64,
+            'borrower' : IDL.Principal,
+            'due_date' : IDL.Opt(IDL.Nat64),
+            'collateral_value_btc' : IDL.Nat64,
+          }),
+        ],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'id' : IDL.Nat64,
+              'apr' : IDL.Nat64,
+              'nft_id' : IDL.Nat64,
+              'status' : IDL.Variant({
+                'Repaid' : IDL.Null,
+                'Active' : IDL.Null,
+                'Approved' : IDL.Null,
+                'PendingApplication' : IDL.Null,
+                'Defaulted' : IDL.Null,
+                'PendingApproval' : IDL.Null,
+              }),
+              'updated_at' : IDL.Nat64,
+              'amount_requested' : IDL.Nat64,
+              'total_repaid' : IDL.Nat64,
+              'created_at' : IDL.Nat64,
+              'borrower' : IDL.Principal,
+              'repayment_history' : IDL.Vec(
+                IDL.Record({ 'timestamp' : IDL.Nat64, 'amount' : IDL.Nat64 })
+              ),
+              'version' : IDL.Nat64,
+              'due_date' : IDL.Opt(IDL.Nat64),
+              'last_payment_date' : IDL.Opt(IDL.Nat64),
+              'collateral_value_btc' : IDL.Nat64,
+              'funders' : IDL.Vec(
+                IDL.Record({ 'amount' : IDL.Nat64, 'investor' : IDL.Principal })
+              ),
+              'amount_approved' : IDL.Nat64,
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'get_aggregated_user_loans' : IDL.Func(
+        [
+          IDL.Principal,
+          IDL.Opt(
+            IDL.Record({
+              'cursor' : IDL.Opt(IDL.Text),
+              'limit' : IDL.Opt(IDL.Nat32),
+            })
+          ),
+        ],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'loans' : IDL.Vec(
+                IDL.Record({
+                  'id' : IDL.Nat64,
+                  'apr' : IDL.Nat64,
+                  'nft_id' : IDL.Nat64,
+                  'status' : IDL.Variant({
+                    'Repaid' : IDL.Null,
+                    'Active' : IDL.Null,
+                    'Approved' : IDL.Null,
+                    'PendingApplication' : IDL.Null,
+                    'Defaulted' : IDL.Null,
+                    'PendingApproval' : IDL.Null,
+                  }),
+                  'updated_at' : IDL.Nat64,
+                  'amount_requested' : IDL.Nat64,
+                  'total_repaid' : IDL.Nat64,
+                  'created_at' : IDL.Nat64,
+                  'borrower' : IDL.Principal,
+                  'repayment_history' : IDL.Vec(
+                    IDL.Record({
+                      'timestamp' : IDL.Nat64,
+                      'amount' : IDL.Nat64,
+                    })
+                  ),
+                  'version' : IDL.Nat64,
+                  'due_date' : IDL.Opt(IDL.Nat64),
+                  'last_payment_date' : IDL.Opt(IDL.Nat64),
+                  'collateral_value_btc' : IDL.Nat64,
+                  'funders' : IDL.Vec(
+                    IDL.Record({
+                      'amount' : IDL.Nat64,
+                      'investor' : IDL.Principal,
+                    })
+                  ),
+                  'amount_approved' : IDL.Nat64,
+                })
+              ),
+              'complete' : IDL.Bool,
+              'next_cursor' : IDL.Opt(IDL.Text),
+              'failed_shards' : IDL.Vec(IDL.Nat32),
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'get_balancer_view' : IDL.Func(
+        [],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'wrr' : IDL.Vec(
+                IDL.Record({ 'shard_id' : IDL.Nat32, 'current' : IDL.Float64 })
+              ),
+              'algorithm' : IDL.Variant({
+                'ConsistentHashing' : IDL.Null,
+                'WeightedRoundRobin' : IDL.Null,
+                'ResourceBased' : IDL.Null,
+                'LeastConnections' : IDL.Null,
+                'RoundRobin' : IDL.Null,
+                'PowerOfTwoChoices' : IDL.Null,
+                'Geographic' : IDL.Null,
+                'ResponseTimeBased' : IDL.Null,
+              }),
+              'shards' : IDL.Vec(
+                IDL.Record({
+                  'endpoint' : IDL.Record({
+                    'region' : IDL.Text,
+                    'weight' : IDL.Float64,
+                    'avg_response_time_ms' : IDL.Float64,
+                    'is_healthy' : IDL.Bool,
+                    'shard_id' : IDL.Nat32,
+                    'canister_id' : IDL.Principal,
+                    'in_flight' : IDL.Nat32,
+                    'circuit_state' : IDL.Variant({
+                      'Open' : IDL.Null,
+                      'Closed' : IDL.Null,
+                      'Disabled' : IDL.Null,
+                      'MetricsOnly' : IDL.Null,
+                      'ForcedOpen' : IDL.Null,
+                      'HalfOpen' : IDL.Null,
+                    }),
+                  }),
+                  'last_sample_at' : IDL.Nat64,
+                  'resource_usage' : IDL.Float64,
+                })
+              ),
+              'random_state' : IDL.Nat32,
+              'rr_last_shard_id' : IDL.Int64,
+              'per_shard' : IDL.Vec(
+                IDL.Record({
+                  'failures' : IDL.Nat64,
+                  'shard_id' : IDL.Nat32,
+                  'requests' : IDL.Nat64,
+                })
+              ),
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        ['query'],
+      ),
+    'get_cache_statistics' : IDL.Func(
+        [],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'expirations' : IDL.Nat64,
+              'max_size_bytes' : IDL.Nat64,
+              'hits' : IDL.Nat64,
+              'size_bytes' : IDL.Nat64,
+              'evictions' : IDL.Nat64,
+              'max_entries' : IDL.Nat64,
+              'misses' : IDL.Nat64,
+              'entries' : IDL.Nat64,
+              'invalidations' : IDL.Nat64,
+              'hit_rate' : IDL.Float64,
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        ['query'],
+      ),
+    'get_farmer_dashboard_advanced' : IDL.Func(
+        [IDL.Principal],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'total_loans' : IDL.Nat64,
+              'outstanding_balance' : IDL.Nat64,
+              'generated_at' : IDL.Nat64,
+              'by_status' : IDL.Vec(
+                IDL.Record({
+                  'status' : IDL.Variant({
+                    'Repaid' : IDL.Null,
+                    'Active' : IDL.Null,
+                    'Approved' : IDL.Null,
+                    'PendingApplication' : IDL.Null,
+                    'Defaulted' : IDL.Null,
+                    'PendingApproval' : IDL.Null,
+                  }),
+                  'count' : IDL.Nat64,
+                })
+              ),
+              'total_repaid' : IDL.Nat64,
+              'loans' : IDL.Vec(
+                IDL.Record({
+                  'id' : IDL.Nat64,
+                  'apr' : IDL.Nat64,
+                  'nft_id' : IDL.Nat64,
+                  'status' : IDL.Variant({
+                    'Repaid' : IDL.Null,
+                    'Active' : IDL.Null,
+                    'Approved' : IDL.Null,
+                    'PendingApplication' : IDL.Null,
+                    'Defaulted' : IDL.Null,
+                    'PendingApproval' : IDL.Null,
+                  }),
+                  'updated_at' : IDL.Nat64,
+                  'amount_requested' : IDL.Nat64,
+                  'total_repaid' : IDL.Nat64,
+                  'created_at' : IDL.Nat64,
+                  'borrower' : IDL.Principal,
+                  'repayment_history' : IDL.Vec(
+                    IDL.Record({
+                      'timestamp' : IDL.Nat64,
+                      'amount' : IDL.Nat64,
+                    })
+                  ),
+                  'version' : IDL.Nat64,
+                  'due_date' : IDL.Opt(IDL.Nat64),
+                  'last_payment_date' : IDL.Opt(IDL.Nat64),
+                  'collateral_value_btc' : IDL.Nat64,
+                  'funders' : IDL.Vec(
+                    IDL.Record({
+                      'amount' : IDL.Nat64,
+                      'investor' : IDL.Principal,
+                    })
+                  ),
+                  'amount_approved' : IDL.Nat64,
+                })
+              ),
+              'complete' : IDL.Bool,
+              'active_loans' : IDL.Nat64,
+              'failed_shards' : IDL.Vec(IDL.Nat32),
+              'total_borrowed' : IDL.Nat64,
+              'farmer' : IDL.Principal,
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'get_investor_dashboard_advanced' : IDL.Func(
+        [IDL.Principal],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'total_investments' : IDL.Nat64,
+              'generated_at' : IDL.Nat64,
+              'total_repaid_on_funded_loans' : IDL.Nat64,
+              'by_status' : IDL.Vec(
+                IDL.Record({
+                  'status' : IDL.Variant({
+                    'Repaid' : IDL.Null,
+                    'Active' : IDL.Null,
+                    'Approved' : IDL.Null,
+                    'PendingApplication' : IDL.Null,
+                    'Defaulted' : IDL.Null,
+                    'PendingApproval' : IDL.Null,
+                  }),
+                  'count' : IDL.Nat64,
+                })
+              ),
+              'investments' : IDL.Vec(
+                IDL.Record({
+                  'id' : IDL.Nat64,
+                  'apr' : IDL.Nat64,
+                  'nft_id' : IDL.Nat64,
+                  'status' : IDL.Variant({
+                    'Repaid' : IDL.Null,
+                    'Active' : IDL.Null,
+                    'Approved' : IDL.Null,
+                    'PendingApplication' : IDL.Null,
+                    'Defaulted' : IDL.Null,
+                    'PendingApproval' : IDL.Null,
+                  }),
+                  'updated_at' : IDL.Nat64,
+                  'amount_requested' : IDL.Nat64,
+                  'total_repaid' : IDL.Nat64,
+                  'created_at' : IDL.Nat64,
+                  'borrower' : IDL.Principal,
+                  'repayment_history' : IDL.Vec(
+                    IDL.Record({
+                      'timestamp' : IDL.Nat64,
+                      'amount' : IDL.Nat64,
+                    })
+                  ),
+                  'version' : IDL.Nat64,
+                  'due_date' : IDL.Opt(IDL.Nat64),
+                  'last_payment_date' : IDL.Opt(IDL.Nat64),
+                  'collateral_value_btc' : IDL.Nat64,
+                  'funders' : IDL.Vec(
+                    IDL.Record({
+                      'amount' : IDL.Nat64,
+                      'investor' : IDL.Principal,
+                    })
+                  ),
+                  'amount_approved' : IDL.Nat64,
+                })
+              ),
+              'total_invested' : IDL.Nat64,
+              'complete' : IDL.Bool,
+              'failed_shards' : IDL.Vec(IDL.Nat32),
+              'investor' : IDL.Principal,
+              'active_investments' : IDL.Nat64,
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'get_load_balancer_stats' : IDL.Func(
+        [],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'breaker_transitions' : IDL.Nat64,
+              'algorithm' : IDL.Variant({
+                'ConsistentHashing' : IDL.Null,
+                'WeightedRoundRobin' : IDL.Null,
+                'ResourceBased' : IDL.Null,
+                'LeastConnections' : IDL.Null,
+                'RoundRobin' : IDL.Null,
+                'PowerOfTwoChoices' : IDL.Null,
+                'Geographic' : IDL.Null,
+                'ResponseTimeBased' : IDL.Null,
+              }),
+              'total_requests' : IDL.Nat64,
+              'failed_requests' : IDL.Nat64,
+              'rejected_by_breaker' : IDL.Nat64,
+              'per_shard' : IDL.Vec(
+                IDL.Record({
+                  'failures' : IDL.Nat64,
+                  'shard_id' : IDL.Nat32,
+                  'requests' : IDL.Nat64,
+                })
+              ),
+              'routing_epoch' : IDL.Nat64,
+              'breakers' : IDL.Vec(
+                IDL.Record({
+                  'not_permitted_calls' : IDL.Nat64,
+                  'current_wait_ms' : IDL.Nat64,
+                  'last_transition_at' : IDL.Nat64,
+                  'transitions' : IDL.Nat64,
+                  'shard_id' : IDL.Nat32,
+                  'slow_call_rate_percent' : IDL.Float64,
+                  'state' : IDL.Variant({
+                    'Open' : IDL.Null,
+                    'Closed' : IDL.Null,
+                    'Disabled' : IDL.Null,
+                    'MetricsOnly' : IDL.Null,
+                    'ForcedOpen' : IDL.Null,
+                    'HalfOpen' : IDL.Null,
+                  }),
+                  'failure_rate_percent' : IDL.Float64,
+                  'slow_calls' : IDL.Nat32,
+                  'buffered_calls' : IDL.Nat32,
+                  'failed_calls' : IDL.Nat32,
+                })
+              ),
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        ['query'],
+      ),
+    'get_loan' : IDL.Func(
+        [IDL.Nat64],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'id' : IDL.Nat64,
+              'apr' : IDL.Nat64,
+              'nft_id' : IDL.Nat64,
+              'status' : IDL.Variant({
+                'Repaid' : IDL.Null,
+                'Active' : IDL.Null,
+                'Approved' : IDL.Null,
+                'PendingApplication' : IDL.Null,
+                'Defaulted' : IDL.Null,
+                'PendingApproval' : IDL.Null,
+              }),
+              'updated_at' : IDL.Nat64,
+              'amount_requested' : IDL.Nat64,
+              'total_repaid' : IDL.Nat64,
+              'created_at' : IDL.Nat64,
+              'borrower' : IDL.Principal,
+              'repayment_history' : IDL.Vec(
+                IDL.Record({ 'timestamp' : IDL.Nat64, 'amount' : IDL.Nat64 })
+              ),
+              'version' : IDL.Nat64,
+              'due_date' : IDL.Opt(IDL.Nat64),
+              'last_payment_date' : IDL.Opt(IDL.Nat64),
+              'collateral_value_btc' : IDL.Nat64,
+              'funders' : IDL.Vec(
+                IDL.Record({ 'amount' : IDL.Nat64, 'investor' : IDL.Principal })
+              ),
+              'amount_approved' : IDL.Nat64,
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'get_optimal_shard' : IDL.Func(
+        [
+          IDL.Variant({
+            'Analytics' : IDL.Null,
+            'UserWrite' : IDL.Principal,
+            'Read' : IDL.Null,
+            'Write' : IDL.Null,
+            'Regional' : IDL.Text,
+            'UserRead' : IDL.Principal,
+          }),
+        ],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'region' : IDL.Text,
+              'weight' : IDL.Float64,
+              'avg_response_time_ms' : IDL.Float64,
+              'is_healthy' : IDL.Bool,
+              'shard_id' : IDL.Nat32,
+              'canister_id' : IDL.Principal,
+              'in_flight' : IDL.Nat32,
+              'circuit_state' : IDL.Variant({
+                'Open' : IDL.Null,
+                'Closed' : IDL.Null,
+                'Disabled' : IDL.Null,
+                'MetricsOnly' : IDL.Null,
+                'ForcedOpen' : IDL.Null,
+                'HalfOpen' : IDL.Null,
+              }),
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'get_query_statistics' : IDL.Func(
+        [],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'partial_results' : IDL.Nat64,
+              'total_queries' : IDL.Nat64,
+              'since' : IDL.Nat64,
+              'avg_fan_out' : IDL.Float64,
+              'fan_out_queries' : IDL.Nat64,
+              'failed_shard_calls' : IDL.Nat64,
+              'avg_latency_ms' : IDL.Float64,
+              'shard_calls' : IDL.Nat64,
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        ['query'],
+      ),
+    'get_routing_table' : IDL.Func(
+        [],
+        [
+          IDL.Record({
+            'shards' : IDL.Vec(
+              IDL.Record({
+                'region' : IDL.Text,
+                'shard_id' : IDL.Nat32,
+                'canister_id' : IDL.Principal,
+              })
+            ),
+            'epoch' : IDL.Nat64,
+            'ranges' : IDL.Vec(
+              IDL.Record({
+                'end' : IDL.Nat32,
+                'shard_id' : IDL.Nat32,
+                'start' : IDL.Nat32,
+              })
+            ),
+          }),
+        ],
+        ['query'],
+      ),
+    'get_system_analytics' : IDL.Func(
+        [],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'total_loans' : IDL.Nat64,
+              'total_approved' : IDL.Nat64,
+              'shards' : IDL.Vec(
+                IDL.Record({
+                  'avg_response_time_ms' : IDL.Float64,
+                  'shard_id' : IDL.Nat32,
+                  'loan_count' : IDL.Nat64,
+                  'storage_percentage' : IDL.Float64,
+                })
+              ),
+              'generated_at' : IDL.Nat64,
+              'by_status' : IDL.Vec(
+                IDL.Record({
+                  'status' : IDL.Variant({
+                    'Repaid' : IDL.Null,
+                    'Active' : IDL.Null,
+                    'Approved' : IDL.Null,
+                    'PendingApplication' : IDL.Null,
+                    'Defaulted' : IDL.Null,
+                    'PendingApproval' : IDL.Null,
+                  }),
+                  'count' : IDL.Nat64,
+                })
+              ),
+              'total_requested' : IDL.Nat64,
+              'healthy_shards' : IDL.Nat32,
+              'total_repaid' : IDL.Nat64,
+              'total_shards' : IDL.Nat32,
+              'complete' : IDL.Bool,
+              'failed_shards' : IDL.Vec(IDL.Nat32),
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'query_aggregated_user_loans' : IDL.Func(
+        [
+          IDL.Principal,
+          IDL.Opt(
+            IDL.Record({
+              'cursor' : IDL.Opt(IDL.Text),
+              'limit' : IDL.Opt(IDL.Nat32),
+            })
+          ),
+        ],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'loans' : IDL.Vec(
+                IDL.Record({
+                  'id' : IDL.Nat64,
+                  'apr' : IDL.Nat64,
+                  'nft_id' : IDL.Nat64,
+                  'status' : IDL.Variant({
+                    'Repaid' : IDL.Null,
+                    'Active' : IDL.Null,
+                    'Approved' : IDL.Null,
+                    'PendingApplication' : IDL.Null,
+                    'Defaulted' : IDL.Null,
+                    'PendingApproval' : IDL.Null,
+                  }),
+                  'updated_at' : IDL.Nat64,
+                  'amount_requested' : IDL.Nat64,
+                  'total_repaid' : IDL.Nat64,
+                  'created_at' : IDL.Nat64,
+                  'borrower' : IDL.Principal,
+                  'repayment_history' : IDL.Vec(
+                    IDL.Record({
+                      'timestamp' : IDL.Nat64,
+                      'amount' : IDL.Nat64,
+                    })
+                  ),
+                  'version' : IDL.Nat64,
+                  'due_date' : IDL.Opt(IDL.Nat64),
+                  'last_payment_date' : IDL.Opt(IDL.Nat64),
+                  'collateral_value_btc' : IDL.Nat64,
+                  'funders' : IDL.Vec(
+                    IDL.Record({
+                      'amount' : IDL.Nat64,
+                      'investor' : IDL.Principal,
+                    })
+                  ),
+                  'amount_approved' : IDL.Nat64,
+                })
+              ),
+              'complete' : IDL.Bool,
+              'next_cursor' : IDL.Opt(IDL.Text),
+              'failed_shards' : IDL.Vec(IDL.Nat32),
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        ['query'],
+      ),
+    'query_farmer_dashboard' : IDL.Func(
+        [IDL.Principal],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'total_loans' : IDL.Nat64,
+              'outstanding_balance' : IDL.Nat64,
+              'generated_at' : IDL.Nat64,
+              'by_status' : IDL.Vec(
+                IDL.Record({
+                  'status' : IDL.Variant({
+                    'Repaid' : IDL.Null,
+                    'Active' : IDL.Null,
+                    'Approved' : IDL.Null,
+                    'PendingApplication' : IDL.Null,
+                    'Defaulted' : IDL.Null,
+                    'PendingApproval' : IDL.Null,
+                  }),
+                  'count' : IDL.Nat64,
+                })
+              ),
+              'total_repaid' : IDL.Nat64,
+              'loans' : IDL.Vec(
+                IDL.Record({
+                  'id' : IDL.Nat64,
+                  'apr' : IDL.Nat64,
+                  'nft_id' : IDL.Nat64,
+                  'status' : IDL.Variant({
+                    'Repaid' : IDL.Null,
+                    'Active' : IDL.Null,
+                    'Approved' : IDL.Null,
+                    'PendingApplication' : IDL.Null,
+                    'Defaulted' : IDL.Null,
+                    'PendingApproval' : IDL.Null,
+                  }),
+                  'updated_at' : IDL.Nat64,
+                  'amount_requested' : IDL.Nat64,
+                  'total_repaid' : IDL.Nat64,
+                  'created_at' : IDL.Nat64,
+                  'borrower' : IDL.Principal,
+                  'repayment_history' : IDL.Vec(
+                    IDL.Record({
+                      'timestamp' : IDL.Nat64,
+                      'amount' : IDL.Nat64,
+                    })
+                  ),
+                  'version' : IDL.Nat64,
+                  'due_date' : IDL.Opt(IDL.Nat64),
+                  'last_payment_date' : IDL.Opt(IDL.Nat64),
+                  'collateral_value_btc' : IDL.Nat64,
+                  'funders' : IDL.Vec(
+                    IDL.Record({
+                      'amount' : IDL.Nat64,
+                      'investor' : IDL.Principal,
+                    })
+                  ),
+                  'amount_approved' : IDL.Nat64,
+                })
+              ),
+              'complete' : IDL.Bool,
+              'active_loans' : IDL.Nat64,
+              'failed_shards' : IDL.Vec(IDL.Nat32),
+              'total_borrowed' : IDL.Nat64,
+              'farmer' : IDL.Principal,
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        ['query'],
+      ),
+    'query_investor_dashboard' : IDL.Func(
+        [IDL.Principal],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'total_investments' : IDL.Nat64,
+              'generated_at' : IDL.Nat64,
+              'total_repaid_on_funded_loans' : IDL.Nat64,
+              'by_status' : IDL.Vec(
+                IDL.Record({
+                  'status' : IDL.Variant({
+                    'Repaid' : IDL.Null,
+                    'Active' : IDL.Null,
+                    'Approved' : IDL.Null,
+                    'PendingApplication' : IDL.Null,
+                    'Defaulted' : IDL.Null,
+                    'PendingApproval' : IDL.Null,
+                  }),
+                  'count' : IDL.Nat64,
+                })
+              ),
+              'investments' : IDL.Vec(
+                IDL.Record({
+                  'id' : IDL.Nat64,
+                  'apr' : IDL.Nat64,
+                  'nft_id' : IDL.Nat64,
+                  'status' : IDL.Variant({
+                    'Repaid' : IDL.Null,
+                    'Active' : IDL.Null,
+                    'Approved' : IDL.Null,
+                    'PendingApplication' : IDL.Null,
+                    'Defaulted' : IDL.Null,
+                    'PendingApproval' : IDL.Null,
+                  }),
+                  'updated_at' : IDL.Nat64,
+                  'amount_requested' : IDL.Nat64,
+                  'total_repaid' : IDL.Nat64,
+                  'created_at' : IDL.Nat64,
+                  'borrower' : IDL.Principal,
+                  'repayment_history' : IDL.Vec(
+                    IDL.Record({
+                      'timestamp' : IDL.Nat64,
+                      'amount' : IDL.Nat64,
+                    })
+                  ),
+                  'version' : IDL.Nat64,
+                  'due_date' : IDL.Opt(IDL.Nat64),
+                  'last_payment_date' : IDL.Opt(IDL.Nat64),
+                  'collateral_value_btc' : IDL.Nat64,
+                  'funders' : IDL.Vec(
+                    IDL.Record({
+                      'amount' : IDL.Nat64,
+                      'investor' : IDL.Principal,
+                    })
+                  ),
+                  'amount_approved' : IDL.Nat64,
+                })
+              ),
+              'total_invested' : IDL.Nat64,
+              'complete' : IDL.Bool,
+              'failed_shards' : IDL.Vec(IDL.Nat32),
+              'investor' : IDL.Principal,
+              'active_investments' : IDL.Nat64,
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        ['query'],
+      ),
+    'query_system_analytics' : IDL.Func(
+        [],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'total_loans' : IDL.Nat64,
+              'total_approved' : IDL.Nat64,
+              'shards' : IDL.Vec(
+                IDL.Record({
+                  'avg_response_time_ms' : IDL.Float64,
+                  'shard_id' : IDL.Nat32,
+                  'loan_count' : IDL.Nat64,
+                  'storage_percentage' : IDL.Float64,
+                })
+              ),
+              'generated_at' : IDL.Nat64,
+              'by_status' : IDL.Vec(
+                IDL.Record({
+                  'status' : IDL.Variant({
+                    'Repaid' : IDL.Null,
+                    'Active' : IDL.Null,
+                    'Approved' : IDL.Null,
+                    'PendingApplication' : IDL.Null,
+                    'Defaulted' : IDL.Null,
+                    'PendingApproval' : IDL.Null,
+                  }),
+                  'count' : IDL.Nat64,
+                })
+              ),
+              'total_requested' : IDL.Nat64,
+              'healthy_shards' : IDL.Nat32,
+              'total_repaid' : IDL.Nat64,
+              'total_shards' : IDL.Nat32,
+              'complete' : IDL.Bool,
+              'failed_shards' : IDL.Vec(IDL.Nat32),
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        ['query'],
+      ),
+    'record_request_result' : IDL.Func(
+        [IDL.Nat32, IDL.Bool, IDL.Nat64],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'refresh_routing_table' : IDL.Func(
+        [],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'remove_shard_from_balancer' : IDL.Func(
+        [IDL.Nat32],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'remove_writer' : IDL.Func(
+        [IDL.Principal],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'reset_query_statistics' : IDL.Func(
+        [],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'route_loan_query' : IDL.Func(
+        [IDL.Nat64],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Principal,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        ['query'],
+      ),
+    'set_breaker_config' : IDL.Func(
+        [
+          IDL.Record({
+            'max_wait_duration_in_open_ms' : IDL.Nat64,
+            'sliding_window_size' : IDL.Nat32,
+            'sliding_window_type' : IDL.Variant({
+              'TimeBased' : IDL.Null,
+              'CountBased' : IDL.Null,
+            }),
+            'slow_call_duration_threshold_ms' : IDL.Nat64,
+            'permitted_calls_in_half_open' : IDL.Nat32,
+            'minimum_number_of_calls' : IDL.Nat32,
+            'failure_rate_threshold_percent' : IDL.Float64,
+            'max_wait_duration_in_half_open_ms' : IDL.Nat64,
+            'slow_call_rate_threshold_percent' : IDL.Float64,
+            'exponential_backoff_multiplier' : IDL.Float64,
+            'wait_duration_in_open_ms' : IDL.Nat64,
+          }),
+        ],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'update_load_balancing_algorithm' : IDL.Func(
+        [
+          IDL.Variant({
+            'ConsistentHashing' : IDL.Null,
+            'WeightedRoundRobin' : IDL.Null,
+            'ResourceBased' : IDL.Null,
+            'LeastConnections' : IDL.Null,
+            'RoundRobin' : IDL.Null,
+            'PowerOfTwoChoices' : IDL.Null,
+            'Geographic' : IDL.Null,
+            'ResponseTimeBased' : IDL.Null,
+          }),
+        ],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'update_loan' : IDL.Func(
+        [
+          IDL.Nat64,
+          IDL.Variant({
+            'Approve' : IDL.Record({ 'amount_approved' : IDL.Nat64 }),
+            'Fund' : IDL.Record({
+              'amount' : IDL.Nat64,
+              'investor' : IDL.Principal,
+            }),
+            'MarkDefaulted' : IDL.Null,
+            'Repay' : IDL.Record({ 'amount' : IDL.Nat64 }),
+            'Activate' : IDL.Null,
+            'SubmitForApproval' : IDL.Null,
+          }),
+        ],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'id' : IDL.Nat64,
+              'apr' : IDL.Nat64,
+              'nft_id' : IDL.Nat64,
+              'status' : IDL.Variant({
+                'Repaid' : IDL.Null,
+                'Active' : IDL.Null,
+                'Approved' : IDL.Null,
+                'PendingApplication' : IDL.Null,
+                'Defaulted' : IDL.Null,
+                'PendingApproval' : IDL.Null,
+              }),
+              'updated_at' : IDL.Nat64,
+              'amount_requested' : IDL.Nat64,
+              'total_repaid' : IDL.Nat64,
+              'created_at' : IDL.Nat64,
+              'borrower' : IDL.Principal,
+              'repayment_history' : IDL.Vec(
+                IDL.Record({ 'timestamp' : IDL.Nat64, 'amount' : IDL.Nat64 })
+              ),
+              'version' : IDL.Nat64,
+              'due_date' : IDL.Opt(IDL.Nat64),
+              'last_payment_date' : IDL.Opt(IDL.Nat64),
+              'collateral_value_btc' : IDL.Nat64,
+              'funders' : IDL.Vec(
+                IDL.Record({ 'amount' : IDL.Nat64, 'investor' : IDL.Principal })
+              ),
+              'amount_approved' : IDL.Nat64,
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'update_routing_table' : IDL.Func(
+        [
+          IDL.Record({
+            'shards' : IDL.Vec(
+              IDL.Record({
+                'region' : IDL.Text,
+                'shard_id' : IDL.Nat32,
+                'canister_id' : IDL.Principal,
+              })
+            ),
+            'epoch' : IDL.Nat64,
+            'ranges' : IDL.Vec(
+              IDL.Record({
+                'end' : IDL.Nat32,
+                'shard_id' : IDL.Nat32,
+                'start' : IDL.Nat32,
+              })
+            ),
+          }),
+        ],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'version' : IDL.Func([], [IDL.Text], ['query']),
+  });
 };
 
-export const init = ({ IDL }) => { return []; };
+export const init = ({ IDL }) => {
+  return [
+    IDL.Opt(
+      IDL.Record({
+        'health_probe_interval_s' : IDL.Opt(IDL.Nat32),
+        'breaker_config' : IDL.Opt(
+          IDL.Record({
+            'max_wait_duration_in_open_ms' : IDL.Nat64,
+            'sliding_window_size' : IDL.Nat32,
+            'sliding_window_type' : IDL.Variant({
+              'TimeBased' : IDL.Null,
+              'CountBased' : IDL.Null,
+            }),
+            'slow_call_duration_threshold_ms' : IDL.Nat64,
+            'permitted_calls_in_half_open' : IDL.Nat32,
+            'minimum_number_of_calls' : IDL.Nat32,
+            'failure_rate_threshold_percent' : IDL.Float64,
+            'max_wait_duration_in_half_open_ms' : IDL.Nat64,
+            'slow_call_rate_threshold_percent' : IDL.Float64,
+            'exponential_backoff_multiplier' : IDL.Float64,
+            'wait_duration_in_open_ms' : IDL.Nat64,
+          })
+        ),
+        'admins' : IDL.Vec(IDL.Principal),
+        'factory' : IDL.Principal,
+        'writers' : IDL.Vec(IDL.Principal),
+        'cache_ttl_ms' : IDL.Opt(IDL.Nat64),
+        'random_seed' : IDL.Opt(IDL.Nat32),
+      })
+    ),
+  ];
+};

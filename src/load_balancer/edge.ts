@@ -1,0 +1,230 @@
+/**
+ * The balancer's effects: every call to a shard goes through `callShard`, which asks the shard's
+ * breaker first (an open breaker answers `ShardUnavailable` with no call made), makes the call,
+ * and feeds the real outcome and latency back into the breaker, the latency average and the
+ * counters. The decisions themselves are `src/shared` functions.
+ */
+import { call, time } from 'azle';
+
+import { updatePeakEwma } from '../shared/balancing';
+import {
+    breakerMetrics,
+    BreakerState,
+    decodeBreakerState,
+    encodeBreakerState,
+    initialBreakerState,
+    onResult,
+    Transition,
+    tryAcquire
+} from '../shared/circuit_breaker';
+import { SHARD_METHODS, ShardMethod } from '../shared/shard_api';
+import { isBreakerFailure, nsToMs } from '../shared/router_plan';
+import type { ApiError, CircuitBreakerStats } from '../shared/types';
+import {
+    breakers,
+    getConfig,
+    getCounters,
+    setCounters,
+    shardCounters,
+    ShardCounters,
+    shards
+} from './store';
+
+type Res<T> = { Ok: T } | { Err: ApiError };
+
+/** Latency samples older than this weigh half as much after it (Peak-EWMA decay). */
+const LATENCY_DECAY_MS = 10_000;
+
+/** Requests sent and not yet answered, per shard: transient, so kept in the heap. */
+const inFlight = new Map<number, number>();
+
+export function nowMs(): number {
+    return Number(time() / 1_000_000n);
+}
+
+export function inFlightOf(shard_id: number): number {
+    return inFlight.get(shard_id) ?? 0;
+}
+
+/** The shard's breaker; a shard never seen starts Closed. */
+export function breakerOf(shard_id: number): BreakerState {
+    const text = breakers.get(shard_id);
+    if (text === undefined) return initialBreakerState(nowMs());
+    const decoded = decodeBreakerState(text);
+    // Only this module writes the map, so a bad entry is a bug; start over rather than trap.
+    return 'Ok' in decoded ? decoded.Ok : initialBreakerState(nowMs());
+}
+
+function countersOf(shard_id: number): ShardCounters {
+    return (
+        shardCounters.get(shard_id) ?? {
+            requests: 0n,
+            failures: 0n,
+            transitions: 0n,
+            last_transition_at_ms: 0
+        }
+    );
+}
+
+/** Stores a breaker's next state and counts its transitions. */
+function saveBreaker(shard_id: number, state: BreakerState, transitions: Transition[]): void {
+    breakers.insert(shard_id, encodeBreakerState(state));
+    if (transitions.length === 0) return;
+    const counters = countersOf(shard_id);
+    shardCounters.insert(shard_id, {
+        ...counters,
+        transitions: counters.transitions + BigInt(transitions.length),
+        last_transition_at_ms: transitions[transitions.length - 1].at_ms
+    });
+    const total = getCounters();
+    setCounters({
+        ...total,
+        breaker_transitions: total.breaker_transitions + BigInt(transitions.length)
+    });
+}
+
+/** Asks the breaker for a permit, counting a refusal. */
+export function acquire(shard_id: number): boolean {
+    const result = tryAcquire(breakerOf(shard_id), getConfig().breaker_config, nowMs());
+    saveBreaker(shard_id, result.state, result.transitions);
+    if (!result.permitted) {
+        const total = getCounters();
+        setCounters({ ...total, rejected_by_breaker: total.rejected_by_breaker + 1n });
+    }
+    return result.permitted;
+}
+
+/**
+ * Records one call's outcome: the breaker (re-read, since other messages may have changed it
+ * while this call was out), the shard's latency average, and the request counters.
+ */
+export function recordOutcome(shard_id: number, success: boolean, latency_ms: number): void {
+    const now_ms = nowMs();
+    const step = onResult(
+        breakerOf(shard_id),
+        getConfig().breaker_config,
+        { success, duration_ms: latency_ms },
+        now_ms
+    );
+    saveBreaker(shard_id, step.state, step.transitions);
+    const shard = shards.get(shard_id);
+    if (shard !== undefined) {
+        const elapsed_ms = Math.max(0, now_ms - shard.last_sample_at_ms);
+        shards.insert(shard_id, {
+            ...shard,
+            ewma_latency_ms: updatePeakEwma(
+                shard.ewma_latency_ms,
+                latency_ms,
+                elapsed_ms,
+                LATENCY_DECAY_MS
+            ),
+            last_sample_at_ms: now_ms
+        });
+    }
+    const counters = countersOf(shard_id);
+    shardCounters.insert(shard_id, {
+        ...counters,
+        requests: counters.requests + 1n,
+        failures: counters.failures + (success ? 0n : 1n)
+    });
+    const total = getCounters();
+    setCounters({
+        ...total,
+        total_requests: total.total_requests + 1n,
+        failed_requests: total.failed_requests + (success ? 0n : 1n)
+    });
+}
+
+function unavailable(shard_id: number, reason: string): { Err: ApiError } {
+    return { Err: { ShardUnavailable: { shard_id, reason: reason.slice(0, 256) } } };
+}
+
+function rejectText(error: unknown): string {
+    const e = error as { rejectCode?: number; rejectMessage?: string; type?: string };
+    return `call rejected (code ${e.rejectCode ?? 0}): ${e.rejectMessage ?? e.type ?? String(error)}`;
+}
+
+/**
+ * Calls `method` on a shard through its breaker. Update context only (it records outcomes).
+ * Returns the shard's own reply (a `Result`), or `ShardUnavailable` when the breaker is open (no
+ * call made) or the call was rejected.
+ *
+ * @example const r = await callShard<Loan>(3, 'bkyz2-…', 'get_loan', [id]);
+ */
+export async function callShard<T>(
+    shard_id: number,
+    canister_id: string,
+    method: ShardMethod,
+    args: unknown[]
+): Promise<Res<T>> {
+    if (!acquire(shard_id)) return unavailable(shard_id, 'circuit breaker open');
+    const sig = SHARD_METHODS[method];
+    inFlight.set(shard_id, inFlightOf(shard_id) + 1);
+    const started_ns = time();
+    let reply: Res<T>;
+    let rejected = false;
+    try {
+        reply = await call<unknown[], Res<T>>(canister_id, method, {
+            paramIdlTypes: sig.args,
+            returnIdlType: sig.ret,
+            args
+        });
+    } catch (error) {
+        rejected = true;
+        reply = unavailable(shard_id, rejectText(error));
+    }
+    inFlight.set(shard_id, Math.max(0, inFlightOf(shard_id) - 1));
+    const latency_ms = nsToMs(time() - started_ns);
+    const failure = rejected || isBreakerFailure({ rejected: false, reply });
+    recordOutcome(shard_id, !failure, latency_ms);
+    return reply;
+}
+
+/** Whether the breaker would let a call through now (no state change: safe in a query). */
+export function canExecute(shard_id: number): boolean {
+    if (breakers.get(shard_id) === undefined && shards.get(shard_id) === undefined) return false;
+    return tryAcquire(breakerOf(shard_id), getConfig().breaker_config, nowMs()).permitted;
+}
+
+/**
+ * The read-only variant for composite queries: skips a shard whose breaker refuses, records
+ * nothing (a query's writes are discarded anyway).
+ */
+export async function peekShard<T>(
+    shard_id: number,
+    canister_id: string,
+    method: ShardMethod,
+    args: unknown[]
+): Promise<Res<T>> {
+    if (!canExecute(shard_id)) return unavailable(shard_id, 'circuit breaker open');
+    const sig = SHARD_METHODS[method];
+    try {
+        return await call<unknown[], Res<T>>(canister_id, method, {
+            paramIdlTypes: sig.args,
+            returnIdlType: sig.ret,
+            args
+        });
+    } catch (error) {
+        return unavailable(shard_id, rejectText(error));
+    }
+}
+
+/** The breaker of one shard as `get_load_balancer_stats` reports it. */
+export function breakerStats(shard_id: number): CircuitBreakerStats {
+    const state = breakerOf(shard_id);
+    const m = breakerMetrics(state, getConfig().breaker_config, nowMs());
+    const counters = countersOf(shard_id);
+    return {
+        shard_id,
+        state: { [m.state]: null } as CircuitBreakerStats['state'],
+        failure_rate_percent: m.failure_rate_percent,
+        slow_call_rate_percent: m.slow_call_rate_percent,
+        buffered_calls: m.number_of_calls,
+        failed_calls: m.number_of_failed_calls,
+        slow_calls: m.number_of_slow_calls,
+        not_permitted_calls: BigInt(m.number_of_not_permitted_calls),
+        transitions: counters.transitions,
+        current_wait_ms: BigInt(Math.round(m.current_wait_ms)),
+        last_transition_at: BigInt(counters.last_transition_at_ms) * 1_000_000n
+    };
+}

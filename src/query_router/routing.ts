@@ -1,0 +1,152 @@
+/**
+ * Routing: the cached routing table (stable) and its slot map (heap, rebuilt after an upgrade),
+ * the refresh from the factory, and the write path with its retries (one refresh on `WrongShard`,
+ * a few paced retries on a migration freeze).
+ */
+import { call, IDL, Principal } from 'azle';
+
+import { callShard } from '../load_balancer/edge';
+import { adoptTableShards } from '../load_balancer/balancer';
+import { getConfig, getRoutingTable, setRoutingTable } from '../load_balancer/store';
+import { MAX_READ_ONLY_RETRIES } from '../shared/router_api';
+import { validateRoutingTable } from '../shared/router_plan';
+import { ownerOf, type SlotMap } from '../shared/slot_map';
+import { ApiError, Loan, RoutingTable } from '../shared/types';
+import type { ShardMethod } from '../shared/shard_api';
+
+type Res<T> = { Ok: T } | { Err: ApiError };
+
+let cachedMap: SlotMap | null = null;
+
+/** The slot map of the stored table; null before the first table arrives. */
+export function slotMap(): SlotMap | null {
+    const table = getRoutingTable();
+    if (table === null) return null;
+    if (cachedMap === null || cachedMap.epoch !== table.epoch) {
+        const checked = validateRoutingTable(table, 0n);
+        // Only validated tables are stored, so this cannot fail short of a bug.
+        if ('Err' in checked) throw new Error('stored routing table is invalid');
+        cachedMap = checked.Ok;
+    }
+    return cachedMap;
+}
+
+/** Validates and stores a newer table, and tells the balancer about its shards. */
+export function acceptTable(table: RoutingTable): Res<null> {
+    const current = getRoutingTable()?.epoch ?? 0n;
+    const checked = validateRoutingTable(table, current);
+    if ('Err' in checked) return checked;
+    setRoutingTable(table);
+    cachedMap = checked.Ok;
+    adoptTableShards(table);
+    return { Ok: null };
+}
+
+/** A shard's id and canister, as the data path needs them. */
+export interface Target {
+    shard_id: number;
+    canister_id: string;
+}
+
+/** The shard owning `slot` under the cached table. */
+export function ownerOfSlot(slot: number): Res<Target> {
+    const map = slotMap();
+    const table = getRoutingTable();
+    if (map === null || table === null) {
+        return { Err: { ShardUnavailable: { shard_id: 0, reason: 'no routing table yet' } } };
+    }
+    const shard_id = ownerOf(map, slot);
+    const address = table.shards.find((s) => s.shard_id === shard_id);
+    if (shard_id === undefined || address === undefined) {
+        return { Err: { InvalidInput: { field: 'slot', reason: `no owner for slot ${slot}` } } };
+    }
+    return { Ok: { shard_id, canister_id: address.canister_id.toText() } };
+}
+
+/** Every shard owning at least one slot, in id order: the targets of a fan-out. */
+export function ownerShards(): Target[] {
+    const table = getRoutingTable();
+    if (table === null) return [];
+    const owning = new Set(table.ranges.map((r) => r.shard_id));
+    return table.shards
+        .filter((s) => owning.has(s.shard_id))
+        .map((s) => ({ shard_id: s.shard_id, canister_id: s.canister_id.toText() }))
+        .sort((a, b) => a.shard_id - b.shard_id);
+}
+
+/** Asks the factory for its table (`get_routing_table`) and keeps it when newer. */
+export async function refreshFromFactory(): Promise<Res<null>> {
+    const factory = getConfig().factory;
+    let table: RoutingTable;
+    try {
+        table = await call<unknown[], RoutingTable>(factory, 'get_routing_table', {
+            returnIdlType: RoutingTable as IDL.Type
+        });
+    } catch (error) {
+        const e = error as { rejectCode?: number; rejectMessage?: string };
+        return {
+            Err: {
+                CallFailed: {
+                    callee: Principal.fromText(factory),
+                    reject_code: e.rejectCode ?? 0,
+                    message: String(e.rejectMessage ?? error).slice(0, 256)
+                }
+            }
+        };
+    }
+    const current = getRoutingTable()?.epoch ?? 0n;
+    if (table.epoch <= current) return { Ok: null };
+    return acceptTable(table);
+}
+
+/** A short pause between retries: `raw_rand` takes a round on the IC. */
+async function pause(rounds: number): Promise<void> {
+    for (let i = 0; i < rounds; i++) {
+        try {
+            await call('aaaaa-aa', 'raw_rand', { returnIdlType: IDL.Vec(IDL.Nat8) });
+        } catch {
+            return; // a failed pause only shortens the wait
+        }
+    }
+}
+
+/**
+ * Sends a write for `slot` to its owner. `WrongShard` → refresh the table once and retry once;
+ * a retriable `ReadOnly` (migration freeze) → up to MAX_READ_ONLY_RETRIES retries, pausing
+ * 1, 2, 4 … rounds. Bounded: at most 2 + MAX_READ_ONLY_RETRIES shard calls.
+ */
+export async function routedWrite(
+    slot: number,
+    method: ShardMethod,
+    args: unknown[]
+): Promise<Res<Loan>> {
+    let refreshed = false;
+    let freezes = 0;
+    for (let attempt = 0; attempt < 2 + MAX_READ_ONLY_RETRIES; attempt++) {
+        const target = ownerOfSlot(slot);
+        if ('Err' in target) return target;
+        const reply = await callShard<Loan>(
+            target.Ok.shard_id,
+            target.Ok.canister_id,
+            method,
+            args
+        );
+        if ('Ok' in reply) return reply;
+        const error = reply.Err;
+        if ('WrongShard' in error && !refreshed) {
+            refreshed = true;
+            const refresh = await refreshFromFactory();
+            if ('Err' in refresh) return reply;
+            continue;
+        }
+        if ('ReadOnly' in error && error.ReadOnly.retriable && freezes < MAX_READ_ONLY_RETRIES) {
+            await pause(2 ** freezes);
+            freezes += 1;
+            continue;
+        }
+        return reply;
+    }
+    return {
+        Err: { ReadOnly: { reason: `slot ${slot} stayed frozen through retries`, retriable: true } }
+    };
+}
