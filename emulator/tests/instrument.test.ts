@@ -33,7 +33,7 @@ class MiniIc0 {
             ic0[imp.name] =
                 impl[imp.name] ??
                 (() => {
-                    throw new Error(`MiniIc0: ic0.${imp.name} is not implemented`);
+                    throw new Error(`MiniIc0: ic0.${imp.name} is outside this minimal test host`);
                 });
         }
         return { ic0 };
