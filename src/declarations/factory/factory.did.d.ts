@@ -10,6 +10,882 @@ import type { ActorMethod } from '@dfinity/agent';
 import type { IDL } from '@dfinity/candid';
 import type { Principal } from '@dfinity/principal';
 
-export interface _SERVICE { 'version' : ActorMethod<[], string> }
+export interface _SERVICE {
+  'add_admin' : ActorMethod<
+    [Principal],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'clear_shard_wasm' : ActorMethod<
+    [],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'commit_shard_wasm' : ActorMethod<
+    [Uint8Array],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'create_new_data_shard' : ActorMethod<
+    [[] | [string]],
+    {
+        'Ok' : {
+          'region' : string,
+          'cycles_balance' : bigint,
+          'storage_used_bytes' : bigint,
+          'shard_id' : number,
+          'slot_count' : number,
+          'canister_id' : Principal,
+          'loan_count' : bigint,
+          'performance_metrics' : {
+            'error_count' : bigint,
+            'avg_instructions_per_call' : bigint,
+            'storage_used_bytes' : bigint,
+            'avg_response_time_ms' : number,
+            'owned_slots' : number,
+            'loan_count' : bigint,
+            'is_read_only' : boolean,
+            'message_count' : bigint,
+            'max_instructions_per_call' : bigint,
+            'storage_percentage' : number,
+            'collected_at' : bigint,
+          },
+          'created_at' : bigint,
+          'memory_size_bytes' : bigint,
+          'is_read_only' : boolean,
+          'is_active' : boolean,
+          'storage_percentage' : number,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'get_active_shard' : ActorMethod<
+    [],
+    {
+        'Ok' : {
+          'region' : string,
+          'cycles_balance' : bigint,
+          'storage_used_bytes' : bigint,
+          'shard_id' : number,
+          'slot_count' : number,
+          'canister_id' : Principal,
+          'loan_count' : bigint,
+          'performance_metrics' : {
+            'error_count' : bigint,
+            'avg_instructions_per_call' : bigint,
+            'storage_used_bytes' : bigint,
+            'avg_response_time_ms' : number,
+            'owned_slots' : number,
+            'loan_count' : bigint,
+            'is_read_only' : boolean,
+            'message_count' : bigint,
+            'max_instructions_per_call' : bigint,
+            'storage_percentage' : number,
+            'collected_at' : bigint,
+          },
+          'created_at' : bigint,
+          'memory_size_bytes' : bigint,
+          'is_read_only' : boolean,
+          'is_active' : boolean,
+          'storage_percentage' : number,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'get_admins' : ActorMethod<[], Array<Principal>>,
+  'get_all_shards' : ActorMethod<
+    [],
+    Array<
+      {
+        'region' : string,
+        'cycles_balance' : bigint,
+        'storage_used_bytes' : bigint,
+        'shard_id' : number,
+        'slot_count' : number,
+        'canister_id' : Principal,
+        'loan_count' : bigint,
+        'performance_metrics' : {
+          'error_count' : bigint,
+          'avg_instructions_per_call' : bigint,
+          'storage_used_bytes' : bigint,
+          'avg_response_time_ms' : number,
+          'owned_slots' : number,
+          'loan_count' : bigint,
+          'is_read_only' : boolean,
+          'message_count' : bigint,
+          'max_instructions_per_call' : bigint,
+          'storage_percentage' : number,
+          'collected_at' : bigint,
+        },
+        'created_at' : bigint,
+        'memory_size_bytes' : bigint,
+        'is_read_only' : boolean,
+        'is_active' : boolean,
+        'storage_percentage' : number,
+      }
+    >
+  >,
+  'get_audit_log' : ActorMethod<
+    [[] | [bigint], [] | [number]],
+    {
+        'Ok' : {
+          'entries' : Array<
+            {
+              'seq' : bigint,
+              'action' : string,
+              'detail' : string,
+              'timestamp' : bigint,
+              'caller' : Principal,
+            }
+          >,
+          'next_cursor' : [] | [bigint],
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'get_migration' : ActorMethod<
+    [string],
+    {
+        'Ok' : {
+          'step_errors' : number,
+          'last_error' : [] | [string],
+          'loans_copied' : bigint,
+          'moves' : Array<{ 'to' : number, 'from' : number, 'slots' : number }>,
+          'updated_at' : bigint,
+          'failure' : [] | [string],
+          'slots_total' : number,
+          'spans_done' : number,
+          'spans_total' : number,
+          'stop_requested' : boolean,
+          'loans_deleted' : bigint,
+          'phase' : string,
+          'loans_caught_up' : bigint,
+          'migration_id' : string,
+          'started_at' : bigint,
+          'slots_done' : number,
+          'reason' : string,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'get_routing_table' : ActorMethod<
+    [],
+    {
+      'shards' : Array<
+        { 'region' : string, 'shard_id' : number, 'canister_id' : Principal }
+      >,
+      'epoch' : bigint,
+      'ranges' : Array<
+        { 'end' : number, 'shard_id' : number, 'start' : number }
+      >,
+    }
+  >,
+  'get_scalability_config' : ActorMethod<
+    [],
+    {
+      'shard_creation_cycles' : bigint,
+      'predictive_scaling' : boolean,
+      'max_shards' : number,
+      'rebalancing_enabled' : boolean,
+      'top_up_cycles' : bigint,
+      'hysteresis_percent' : number,
+      'min_shard_cycles' : bigint,
+      'max_loans_per_shard' : bigint,
+      'max_avg_response_time_ms' : number,
+      'consecutive_breaches_required' : number,
+      'shard_storage_capacity_bytes' : bigint,
+      'performance_monitoring' : boolean,
+      'auto_scaling_enabled' : boolean,
+      'max_storage_threshold' : number,
+      'geographic_distribution' : boolean,
+      'scaling_check_interval_ms' : bigint,
+      'scale_out_cooldown_ms' : bigint,
+    }
+  >,
+  'get_scalability_metrics' : ActorMethod<
+    [],
+    {
+      'total_loans' : bigint,
+      'wasm_committed' : boolean,
+      'migration_in_flight' : [] | [string],
+      'last_scaling_check' : bigint,
+      'total_shards' : number,
+      'active_shards' : number,
+      'scale_outs' : bigint,
+      'total_storage_used_bytes' : bigint,
+      'auto_scaling_enabled' : boolean,
+      'max_storage_percentage' : number,
+      'avg_storage_percentage' : number,
+      'routing_epoch' : bigint,
+      'read_only_shards' : number,
+    }
+  >,
+  'get_scaling_recommendations' : ActorMethod<
+    [],
+    Array<
+      {
+        'shard_id' : number,
+        'kind' : string,
+        'eta_ms' : [] | [bigint],
+        'reason' : string,
+      }
+    >
+  >,
+  'get_shard_for_loan' : ActorMethod<
+    [Principal],
+    {
+        'Ok' : {
+          'region' : string,
+          'cycles_balance' : bigint,
+          'storage_used_bytes' : bigint,
+          'shard_id' : number,
+          'slot_count' : number,
+          'canister_id' : Principal,
+          'loan_count' : bigint,
+          'performance_metrics' : {
+            'error_count' : bigint,
+            'avg_instructions_per_call' : bigint,
+            'storage_used_bytes' : bigint,
+            'avg_response_time_ms' : number,
+            'owned_slots' : number,
+            'loan_count' : bigint,
+            'is_read_only' : boolean,
+            'message_count' : bigint,
+            'max_instructions_per_call' : bigint,
+            'storage_percentage' : number,
+            'collected_at' : bigint,
+          },
+          'created_at' : bigint,
+          'memory_size_bytes' : bigint,
+          'is_read_only' : boolean,
+          'is_active' : boolean,
+          'storage_percentage' : number,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'is_admin' : ActorMethod<[], boolean>,
+  'mark_shard_read_only' : ActorMethod<
+    [number],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'migrate_shard_data' : ActorMethod<
+    [number, number, number],
+    { 'Ok' : string } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'rebalance_shards' : ActorMethod<
+    [],
+    { 'Ok' : string } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'remove_admin' : ActorMethod<
+    [Principal],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'run_scaling_check' : ActorMethod<
+    [],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'set_cmc_canister' : ActorMethod<
+    [Principal],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'set_region_subnet' : ActorMethod<
+    [string, Principal],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'set_router_canister' : ActorMethod<
+    [Principal],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'stop_migration' : ActorMethod<
+    [string],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'update_scalability_config' : ActorMethod<
+    [
+      {
+        'shard_creation_cycles' : bigint,
+        'predictive_scaling' : boolean,
+        'max_shards' : number,
+        'rebalancing_enabled' : boolean,
+        'top_up_cycles' : bigint,
+        'hysteresis_percent' : number,
+        'min_shard_cycles' : bigint,
+        'max_loans_per_shard' : bigint,
+        'max_avg_response_time_ms' : number,
+        'consecutive_breaches_required' : number,
+        'shard_storage_capacity_bytes' : bigint,
+        'performance_monitoring' : boolean,
+        'auto_scaling_enabled' : boolean,
+        'max_storage_threshold' : number,
+        'geographic_distribution' : boolean,
+        'scaling_check_interval_ms' : bigint,
+        'scale_out_cooldown_ms' : bigint,
+      },
+    ],
+    { 'Ok' : null } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'upgrade_all_shards' : ActorMethod<
+    [[] | [number]],
+    { 'Ok' : string } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'upload_shard_wasm_chunk' : ActorMethod<
+    [Uint8Array],
+    { 'Ok' : Uint8Array } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
+  'version' : ActorMethod<[], string>,
+}
 export declare const idlFactory: IDL.InterfaceFactory;
 export declare const init: (args: { IDL: typeof IDL }) => IDL.Type[];

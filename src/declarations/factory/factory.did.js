@@ -9,7 +9,1264 @@
 import { IDL } from '@dfinity/candid';
 
 export const idlFactory = ({ IDL }) => {
-  return IDL.Service({ 'version' : IDL.Func([], [IDL.Text], ['query']) });
+  return IDL.Service({
+    'add_admin' : IDL.Func(
+        [IDL.Principal],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'clear_shard_wasm' : IDL.Func(
+        [],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'commit_shard_wasm' : IDL.Func(
+        [IDL.Vec(IDL.Nat8)],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'create_new_data_shard' : IDL.Func(
+        [IDL.Opt(IDL.Text)],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'region' : IDL.Text,
+              'cycles_balance' : IDL.Nat,
+              'storage_used_bytes' : IDL.Nat64,
+              'shard_id' : IDL.Nat32,
+              'slot_count' : IDL.Nat32,
+              'canister_id' : IDL.Principal,
+              'loan_count' : IDL.Nat64,
+              'performance_metrics' : IDL.Record({
+                'error_count' : IDL.Nat64,
+                'avg_instructions_per_call' : IDL.Nat64,
+                'storage_used_bytes' : IDL.Nat64,
+                'avg_response_time_ms' : IDL.Float64,
+                'owned_slots' : IDL.Nat32,
+                'loan_count' : IDL.Nat64,
+                'is_read_only' : IDL.Bool,
+                'message_count' : IDL.Nat64,
+                'max_instructions_per_call' : IDL.Nat64,
+                'storage_percentage' : IDL.Float64,
+                'collected_at' : IDL.Nat64,
+              }),
+              'created_at' : IDL.Nat64,
+              'memory_size_bytes' : IDL.Nat64,
+              'is_read_only' : IDL.Bool,
+              'is_active' : IDL.Bool,
+              'storage_percentage' : IDL.Float64,
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'get_active_shard' : IDL.Func(
+        [],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'region' : IDL.Text,
+              'cycles_balance' : IDL.Nat,
+              'storage_used_bytes' : IDL.Nat64,
+              'shard_id' : IDL.Nat32,
+              'slot_count' : IDL.Nat32,
+              'canister_id' : IDL.Principal,
+              'loan_count' : IDL.Nat64,
+              'performance_metrics' : IDL.Record({
+                'error_count' : IDL.Nat64,
+                'avg_instructions_per_call' : IDL.Nat64,
+                'storage_used_bytes' : IDL.Nat64,
+                'avg_response_time_ms' : IDL.Float64,
+                'owned_slots' : IDL.Nat32,
+                'loan_count' : IDL.Nat64,
+                'is_read_only' : IDL.Bool,
+                'message_count' : IDL.Nat64,
+                'max_instructions_per_call' : IDL.Nat64,
+                'storage_percentage' : IDL.Float64,
+                'collected_at' : IDL.Nat64,
+              }),
+              'created_at' : IDL.Nat64,
+              'memory_size_bytes' : IDL.Nat64,
+              'is_read_only' : IDL.Bool,
+              'is_active' : IDL.Bool,
+              'storage_percentage' : IDL.Float64,
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        ['query'],
+      ),
+    'get_admins' : IDL.Func([], [IDL.Vec(IDL.Principal)], ['query']),
+    'get_all_shards' : IDL.Func(
+        [],
+        [
+          IDL.Vec(
+            IDL.Record({
+              'region' : IDL.Text,
+              'cycles_balance' : IDL.Nat,
+              'storage_used_bytes' : IDL.Nat64,
+              'shard_id' : IDL.Nat32,
+              'slot_count' : IDL.Nat32,
+              'canister_id' : IDL.Principal,
+              'loan_count' : IDL.Nat64,
+              'performance_metrics' : IDL.Record({
+                'error_count' : IDL.Nat64,
+                'avg_instructions_per_call' : IDL.Nat64,
+                'storage_used_bytes' : IDL.Nat64,
+                'avg_response_time_ms' : IDL.Float64,
+                'owned_slots' : IDL.Nat32,
+                'loan_count' : IDL.Nat64,
+                'is_read_only' : IDL.Bool,
+                'message_count' : IDL.Nat64,
+                'max_instructions_per_call' : IDL.Nat64,
+                'storage_percentage' : IDL.Float64,
+                'collected_at' : IDL.Nat64,
+              }),
+              'created_at' : IDL.Nat64,
+              'memory_size_bytes' : IDL.Nat64,
+              'is_read_only' : IDL.Bool,
+              'is_active' : IDL.Bool,
+              'storage_percentage' : IDL.Float64,
+            })
+          ),
+        ],
+        ['query'],
+      ),
+    'get_audit_log' : IDL.Func(
+        [IDL.Opt(IDL.Nat64), IDL.Opt(IDL.Nat32)],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'entries' : IDL.Vec(
+                IDL.Record({
+                  'seq' : IDL.Nat64,
+                  'action' : IDL.Text,
+                  'detail' : IDL.Text,
+                  'timestamp' : IDL.Nat64,
+                  'caller' : IDL.Principal,
+                })
+              ),
+              'next_cursor' : IDL.Opt(IDL.Nat64),
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        ['query'],
+      ),
+    'get_migration' : IDL.Func(
+        [IDL.Text],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'step_errors' : IDL.Nat32,
+              'last_error' : IDL.Opt(IDL.Text),
+              'loans_copied' : IDL.Nat64,
+              'moves' : IDL.Vec(
+                IDL.Record({
+                  'to' : IDL.Nat32,
+                  'from' : IDL.Nat32,
+                  'slots' : IDL.Nat32,
+                })
+              ),
+              'updated_at' : IDL.Nat64,
+              'failure' : IDL.Opt(IDL.Text),
+              'slots_total' : IDL.Nat32,
+              'spans_done' : IDL.Nat32,
+              'spans_total' : IDL.Nat32,
+              'stop_requested' : IDL.Bool,
+              'loans_deleted' : IDL.Nat64,
+              'phase' : IDL.Text,
+              'loans_caught_up' : IDL.Nat64,
+              'migration_id' : IDL.Text,
+              'started_at' : IDL.Nat64,
+              'slots_done' : IDL.Nat32,
+              'reason' : IDL.Text,
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        ['query'],
+      ),
+    'get_routing_table' : IDL.Func(
+        [],
+        [
+          IDL.Record({
+            'shards' : IDL.Vec(
+              IDL.Record({
+                'region' : IDL.Text,
+                'shard_id' : IDL.Nat32,
+                'canister_id' : IDL.Principal,
+              })
+            ),
+            'epoch' : IDL.Nat64,
+            'ranges' : IDL.Vec(
+              IDL.Record({
+                'end' : IDL.Nat32,
+                'shard_id' : IDL.Nat32,
+                'start' : IDL.Nat32,
+              })
+            ),
+          }),
+        ],
+        ['query'],
+      ),
+    'get_scalability_config' : IDL.Func(
+        [],
+        [
+          IDL.Record({
+            'shard_creation_cycles' : IDL.Nat,
+            'predictive_scaling' : IDL.Bool,
+            'max_shards' : IDL.Nat32,
+            'rebalancing_enabled' : IDL.Bool,
+            'top_up_cycles' : IDL.Nat,
+            'hysteresis_percent' : IDL.Float64,
+            'min_shard_cycles' : IDL.Nat,
+            'max_loans_per_shard' : IDL.Nat64,
+            'max_avg_response_time_ms' : IDL.Float64,
+            'consecutive_breaches_required' : IDL.Nat32,
+            'shard_storage_capacity_bytes' : IDL.Nat64,
+            'performance_monitoring' : IDL.Bool,
+            'auto_scaling_enabled' : IDL.Bool,
+            'max_storage_threshold' : IDL.Float64,
+            'geographic_distribution' : IDL.Bool,
+            'scaling_check_interval_ms' : IDL.Nat64,
+            'scale_out_cooldown_ms' : IDL.Nat64,
+          }),
+        ],
+        ['query'],
+      ),
+    'get_scalability_metrics' : IDL.Func(
+        [],
+        [
+          IDL.Record({
+            'total_loans' : IDL.Nat64,
+            'wasm_committed' : IDL.Bool,
+            'migration_in_flight' : IDL.Opt(IDL.Text),
+            'last_scaling_check' : IDL.Nat64,
+            'total_shards' : IDL.Nat32,
+            'active_shards' : IDL.Nat32,
+            'scale_outs' : IDL.Nat64,
+            'total_storage_used_bytes' : IDL.Nat64,
+            'auto_scaling_enabled' : IDL.Bool,
+            'max_storage_percentage' : IDL.Float64,
+            'avg_storage_percentage' : IDL.Float64,
+            'routing_epoch' : IDL.Nat64,
+            'read_only_shards' : IDL.Nat32,
+          }),
+        ],
+        ['query'],
+      ),
+    'get_scaling_recommendations' : IDL.Func(
+        [],
+        [
+          IDL.Vec(
+            IDL.Record({
+              'shard_id' : IDL.Nat32,
+              'kind' : IDL.Text,
+              'eta_ms' : IDL.Opt(IDL.Nat64),
+              'reason' : IDL.Text,
+            })
+          ),
+        ],
+        ['query'],
+      ),
+    'get_shard_for_loan' : IDL.Func(
+        [IDL.Principal],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'region' : IDL.Text,
+              'cycles_balance' : IDL.Nat,
+              'storage_used_bytes' : IDL.Nat64,
+              'shard_id' : IDL.Nat32,
+              'slot_count' : IDL.Nat32,
+              'canister_id' : IDL.Principal,
+              'loan_count' : IDL.Nat64,
+              'performance_metrics' : IDL.Record({
+                'error_count' : IDL.Nat64,
+                'avg_instructions_per_call' : IDL.Nat64,
+                'storage_used_bytes' : IDL.Nat64,
+                'avg_response_time_ms' : IDL.Float64,
+                'owned_slots' : IDL.Nat32,
+                'loan_count' : IDL.Nat64,
+                'is_read_only' : IDL.Bool,
+                'message_count' : IDL.Nat64,
+                'max_instructions_per_call' : IDL.Nat64,
+                'storage_percentage' : IDL.Float64,
+                'collected_at' : IDL.Nat64,
+              }),
+              'created_at' : IDL.Nat64,
+              'memory_size_bytes' : IDL.Nat64,
+              'is_read_only' : IDL.Bool,
+              'is_active' : IDL.Bool,
+              'storage_percentage' : IDL.Float64,
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        ['query'],
+      ),
+    'is_admin' : IDL.Func([], [IDL.Bool], ['query']),
+    'mark_shard_read_only' : IDL.Func(
+        [IDL.Nat32],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'migrate_shard_data' : IDL.Func(
+        [IDL.Nat32, IDL.Nat32, IDL.Float64],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Text,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'rebalance_shards' : IDL.Func(
+        [],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Text,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'remove_admin' : IDL.Func(
+        [IDL.Principal],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'run_scaling_check' : IDL.Func(
+        [],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'set_cmc_canister' : IDL.Func(
+        [IDL.Principal],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'set_region_subnet' : IDL.Func(
+        [IDL.Text, IDL.Principal],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'set_router_canister' : IDL.Func(
+        [IDL.Principal],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'stop_migration' : IDL.Func(
+        [IDL.Text],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'update_scalability_config' : IDL.Func(
+        [
+          IDL.Record({
+            'shard_creation_cycles' : IDL.Nat,
+            'predictive_scaling' : IDL.Bool,
+            'max_shards' : IDL.Nat32,
+            'rebalancing_enabled' : IDL.Bool,
+            'top_up_cycles' : IDL.Nat,
+            'hysteresis_percent' : IDL.Float64,
+            'min_shard_cycles' : IDL.Nat,
+            'max_loans_per_shard' : IDL.Nat64,
+            'max_avg_response_time_ms' : IDL.Float64,
+            'consecutive_breaches_required' : IDL.Nat32,
+            'shard_storage_capacity_bytes' : IDL.Nat64,
+            'performance_monitoring' : IDL.Bool,
+            'auto_scaling_enabled' : IDL.Bool,
+            'max_storage_threshold' : IDL.Float64,
+            'geographic_distribution' : IDL.Bool,
+            'scaling_check_interval_ms' : IDL.Nat64,
+            'scale_out_cooldown_ms' : IDL.Nat64,
+          }),
+        ],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Null,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'upgrade_all_shards' : IDL.Func(
+        [IDL.Opt(IDL.Nat32)],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Text,
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'upload_shard_wasm_chunk' : IDL.Func(
+        [IDL.Vec(IDL.Nat8)],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Vec(IDL.Nat8),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        [],
+      ),
+    'version' : IDL.Func([], [IDL.Text], ['query']),
+  });
 };
 
-export const init = ({ IDL }) => { return []; };
+export const init = ({ IDL }) => {
+  return [IDL.Opt(IDL.Record({ 'admins' : IDL.Vec(IDL.Principal) }))];
+};

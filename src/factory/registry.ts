@@ -1,0 +1,101 @@
+/**
+ * The shard registry and the slot map as the factory reads and writes them: conversions between
+ * the stored records and the Candid views (`ShardInfo`, `RoutingTable`), and the audit log.
+ */
+import { Principal, time } from 'azle';
+
+import { fromRanges, SlotMap, slotCounts, toRanges } from '../shared/slot_map';
+import type { RoutingTable, ShardInfo, ShardMetrics } from '../shared/types';
+import { MAX_SHARDS } from '../shared/limits';
+import { appendAudit, getSlotRanges, setSlotRanges, ShardRecord, shards } from './store';
+
+export function nowMs(): number {
+    return Number(time() / 1_000_000n);
+}
+
+/** Writes an audit entry in the name of `caller` (the factory itself for timers). */
+export function log(caller: Principal, action: string, detail: string): void {
+    appendAudit(caller, action, detail, time());
+}
+
+/** The slot map, or null before the first shard. Corrupt stored ranges are a bug: trap. */
+export function loadMap(): SlotMap | null {
+    const stored = getSlotRanges();
+    if (stored === null) return null;
+    const map = fromRanges(stored.epoch, stored.ranges);
+    if (!map.ok) throw new Error(`stored slot map is invalid: ${JSON.stringify(map.error)}`);
+    return map.value;
+}
+
+export function saveMap(map: SlotMap): void {
+    setSlotRanges(map.epoch, toRanges(map));
+}
+
+/** Every shard record, ascending by id (at most MAX_SHARDS). */
+export function allShards(): ShardRecord[] {
+    return shards.values(0, MAX_SHARDS);
+}
+
+export function emptyMetrics(): ShardMetrics {
+    return {
+        loan_count: 0n,
+        storage_used_bytes: 0n,
+        storage_percentage: 0,
+        message_count: 0n,
+        error_count: 0n,
+        avg_instructions_per_call: 0n,
+        max_instructions_per_call: 0n,
+        avg_response_time_ms: 0,
+        owned_slots: 0,
+        is_read_only: false,
+        collected_at: 0n
+    };
+}
+
+/** The Candid view of a shard; `slots` is its slot count in the current map. */
+export function shardInfo(record: ShardRecord, slots: number): ShardInfo {
+    const metrics = record.metrics ?? emptyMetrics();
+    return {
+        shard_id: record.shard_id,
+        canister_id: Principal.fromText(record.canister_id),
+        created_at: record.created_at,
+        loan_count: metrics.loan_count,
+        storage_used_bytes: metrics.storage_used_bytes,
+        storage_percentage: metrics.storage_percentage,
+        is_active: record.is_active,
+        is_read_only: record.is_read_only,
+        region: record.region,
+        slot_count: slots,
+        memory_size_bytes: record.memory_size_bytes,
+        cycles_balance: record.cycles_balance,
+        performance_metrics: metrics
+    };
+}
+
+/** Slot counts per shard id in the current map (empty before the first shard). */
+export function currentSlotCounts(): Map<number, number> {
+    const map = loadMap();
+    return map === null ? new Map() : slotCounts(map);
+}
+
+/** Every shard's Candid view. */
+export function allShardInfos(): ShardInfo[] {
+    const counts = currentSlotCounts();
+    return allShards().map((r) => shardInfo(r, counts.get(r.shard_id) ?? 0));
+}
+
+/** The routing table: compact ranges, epoch, and the address of every installed shard. */
+export function routingTable(): RoutingTable {
+    const stored = getSlotRanges();
+    return {
+        epoch: stored?.epoch ?? 0n,
+        ranges: stored?.ranges ?? [],
+        shards: allShards()
+            .filter((r) => r.installed)
+            .map((r) => ({
+                shard_id: r.shard_id,
+                canister_id: Principal.fromText(r.canister_id),
+                region: r.region
+            }))
+    };
+}
