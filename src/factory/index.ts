@@ -4,7 +4,7 @@
  *
  * Admins are the canister's controllers plus the admin list. Every update checks the caller first
  * and validates its input before changing anything. Decisions live in `src/shared`
- * (`slot_map.ts`, `migration.ts`, `scaling_policy.ts`, `rebalance.ts`); see `API.md` for a
+ * (`slot_map.ts`, `migration.ts`, `scaling_policy.ts`, `rebalance.ts`); see the README's Factory API section for a
  * `dfx canister call` example per method.
  */
 import {
