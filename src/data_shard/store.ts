@@ -6,24 +6,7 @@ import { Principal, StableBTreeMap } from 'azle';
 
 import { emptyTotals, ShardTotals, SlotData, StateRun } from '../shared/shard_state';
 import { IndexNode, SortedIdIndex } from '../shared/sorted_index';
-
-/** Loan ids as 8 big-endian bytes, so the map's key order is id order. */
-const idKey = {
-    toBytes(id: bigint): Uint8Array {
-        const bytes = new Uint8Array(8);
-        new DataView(bytes.buffer).setBigUint64(0, id);
-        return bytes;
-    },
-    fromBytes(bytes: Uint8Array): bigint {
-        return new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0);
-    }
-};
-
-/** Values already encoded (Candid bytes of a loan) are stored as they are. */
-const rawBytes = {
-    toBytes: (bytes: Uint8Array): Uint8Array => bytes,
-    fromBytes: (bytes: Uint8Array): Uint8Array => bytes
-};
+import { rawBytes, u64Key } from '../shared/stable_keys';
 
 /** The shard's configuration, written at init and by the factory. */
 export interface ShardConfig {
@@ -57,7 +40,7 @@ export const MEMORY = {
 } as const;
 
 export const meta = new StableBTreeMap<string, unknown>(MEMORY.meta);
-export const loans = new StableBTreeMap<bigint, Uint8Array>(MEMORY.loans, idKey, rawBytes);
+export const loans = new StableBTreeMap<bigint, Uint8Array>(MEMORY.loans, u64Key, rawBytes);
 export const slots = new StableBTreeMap<number, SlotData>(MEMORY.slots);
 export const byBorrower = new SortedIdIndex(
     new StableBTreeMap<string, IndexNode>(MEMORY.byBorrower)

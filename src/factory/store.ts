@@ -6,32 +6,10 @@ import { Principal, StableBTreeMap } from 'azle';
 
 import { DEFAULT_FACTORY_CONFIG } from '../shared/factory_api';
 import { MAX_AUDIT_LOG_ENTRIES } from '../shared/limits';
+import { u32Key, u64Key } from '../shared/stable_keys';
 import type { MigrationState } from '../shared/migration';
 import { initialScalingState, ScalingState } from '../shared/scaling_policy';
 import type { ScalabilityConfig, ShardMetrics, SlotRange } from '../shared/types';
-
-/** Unsigned integers as big-endian bytes, so a map's key order is numeric order. */
-const u64Key = {
-    toBytes(value: bigint): Uint8Array {
-        const bytes = new Uint8Array(8);
-        new DataView(bytes.buffer).setBigUint64(0, value);
-        return bytes;
-    },
-    fromBytes(bytes: Uint8Array): bigint {
-        return new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0);
-    }
-};
-
-const u32Key = {
-    toBytes(value: number): Uint8Array {
-        const bytes = new Uint8Array(4);
-        new DataView(bytes.buffer).setUint32(0, value);
-        return bytes;
-    },
-    fromBytes(bytes: Uint8Array): number {
-        return new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0);
-    }
-};
 
 /** A shard as the registry keeps it; `ShardInfo` is derived from it. */
 export interface ShardRecord {

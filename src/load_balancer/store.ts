@@ -8,19 +8,9 @@ import { StableBTreeMap } from 'azle';
 import type { AlgorithmName, WrrEntry } from '../shared/balancing';
 import { DEFAULT_BREAKER_CONFIG } from '../shared/circuit_breaker';
 import { DEFAULT_CACHE_TTL_MS, DEFAULT_PROBE_INTERVAL_S } from '../shared/router_api';
+import { u32Key } from '../shared/stable_keys';
 import type { BalancerShard } from '../shared/router_plan';
 import type { CircuitBreakerConfig, QueryStatistics, RoutingTable } from '../shared/types';
-
-const u32Key = {
-    toBytes(value: number): Uint8Array {
-        const bytes = new Uint8Array(4);
-        new DataView(bytes.buffer).setUint32(0, value);
-        return bytes;
-    },
-    fromBytes(bytes: Uint8Array): number {
-        return new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0);
-    }
-};
 
 const utf8 = {
     toBytes: (text: string): Uint8Array => new TextEncoder().encode(text),
