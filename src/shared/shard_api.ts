@@ -86,12 +86,16 @@ export type ShardStats = Infer<typeof ShardStats>;
 
 /** A method signature: argument types, return type, and whether it is a query. */
 export interface MethodSig {
-    args: Typed<unknown>[];
-    ret: Typed<unknown>;
+    args: Typed<unknown, unknown>[];
+    ret: Typed<unknown, unknown>;
     query: boolean;
 }
 
-const m = (args: Typed<unknown>[], ret: Typed<unknown>, query = false): MethodSig => ({
+const m = (
+    args: Typed<unknown, unknown>[],
+    ret: Typed<unknown, unknown>,
+    query = false
+): MethodSig => ({
     args,
     ret,
     query

@@ -66,7 +66,7 @@ export const ApiError = variant({
 export type ApiError = Infer<typeof ApiError>;
 
 /** `variant { Ok: T; Err: ApiError }`. */
-export function Result<T>(ok: Typed<T>): Typed<{ Ok: T } | { Err: ApiError }> {
+export function Result<T>(ok: Typed<T, unknown>): Typed<{ Ok: T } | { Err: ApiError }> {
     return result(ok, ApiError);
 }
 export type Result<T> = { Ok: T } | { Err: ApiError };
