@@ -94,6 +94,7 @@ import {
     setRuns,
     setTotals
 } from './store';
+import { invalidInput } from '../shared/errors';
 
 type Res<T> = { Ok: T } | { Err: ApiError };
 
@@ -107,9 +108,7 @@ const SEQ_MASK = (1n << 48n) - 1n;
 /** Pages of the catch-up set one call may walk: the set never exceeds the shard's loans. */
 const MAX_DIRTY_PAGES = 1_000;
 
-function invalid(field: string, reason: string): { Err: ApiError } {
-    return { Err: { InvalidInput: { field, reason } } };
-}
+const invalid = invalidInput;
 
 function canWrite(caller: Principal): boolean {
     return isFactory(caller) || isRouter(caller);

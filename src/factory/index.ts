@@ -51,14 +51,7 @@ import {
 } from '../shared/migration';
 import { scalingRecommendations } from '../shared/scaling_policy';
 import { slotCounts } from '../shared/slot_map';
-import {
-    ApiError,
-    Result,
-    RoutingTable,
-    ScalabilityConfig,
-    ShardInfo,
-    UnitResult
-} from '../shared/types';
+import { Result, RoutingTable, ScalabilityConfig, ShardInfo, UnitResult } from '../shared/types';
 import { VERSION } from '../shared/version';
 import { callShard, clearChunkStore, pushRoutingTable, uploadChunk } from './ic';
 import {
@@ -90,6 +83,7 @@ import {
     setWasm,
     shards
 } from './store';
+import { describeValue, invalidInput } from '../shared/errors';
 
 const NOT_AUTHORIZED = { Err: { NotAuthorized: null } } as const;
 /** Admins in the list at most (controllers are admins without being listed). */
@@ -103,9 +97,7 @@ const WATCHDOG_INTERVAL_S = 5;
 
 let scalingTimer: bigint | null = null;
 
-function invalid(field: string, reason: string): { Err: ApiError } {
-    return { Err: { InvalidInput: { field, reason } } };
-}
+const invalid = invalidInput;
 
 function isAdmin(caller: Principal): boolean {
     if (caller.isAnonymous()) return false;
@@ -650,6 +642,4 @@ function hex(bytes: Uint8Array): string {
     return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-function jsonOf(value: unknown): string {
-    return JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
-}
+const jsonOf = describeValue;

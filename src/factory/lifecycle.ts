@@ -37,6 +37,7 @@ import {
     shards,
     takeLease
 } from './store';
+import { describeValue } from '../shared/errors';
 
 /** A shard creation holds the `create` lease at most this long. */
 const CREATE_LEASE_MS = 10 * 60_000;
@@ -50,9 +51,7 @@ function busy(reason: string): { Err: ApiError } {
     return { Err: { Busy: { reason } } };
 }
 
-function describe(error: ApiError): string {
-    return JSON.stringify(error, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
-}
+const describe: (error: ApiError) => string = describeValue;
 
 /** Runs `work` over `items` in parallel groups of at most `width`. */
 export async function inGroups<T, R>(

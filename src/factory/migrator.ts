@@ -42,6 +42,7 @@ import {
     shards,
     takeLease
 } from './store';
+import { describeValue } from '../shared/errors';
 
 /** A driver holds the lease this long past its latest step; a trapped driver is replaced after it. */
 export const MIGRATION_LEASE_MS = 20_000;
@@ -50,9 +51,7 @@ const MAX_STEPS_PER_DRIVE = 200;
 /** Longest wait before retrying a failing step. */
 const MAX_RETRY_DELAY_S = 30;
 
-function describe(error: ApiError): string {
-    return JSON.stringify(error, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
-}
+const describe: (error: ApiError) => string = describeValue;
 
 function canisterOf(shard_id: number): string | null {
     return shards.get(shard_id)?.canister_id ?? null;

@@ -23,12 +23,11 @@ import type {
 } from '../shared/types';
 import { breakerOf, breakerStats, callShard, inFlightOf } from './edge';
 import { getBook, getCounters, getRoutingTable, setBook, shardCounters, shards } from './store';
+import { invalidInput } from '../shared/errors';
 
 type Res<T> = { Ok: T } | { Err: ApiError };
 
-function invalid(field: string, reason: string): { Err: ApiError } {
-    return { Err: { InvalidInput: { field, reason } } };
-}
+const invalid = invalidInput;
 
 /** Every shard the balancer knows, in id order (bounded by MAX_BALANCER_SHARDS). */
 export function balancerShards(): BalancerShard[] {

@@ -99,12 +99,11 @@ import {
     routedWrite,
     slotMap
 } from './routing';
+import { invalidInput } from '../shared/errors';
 
 const NOT_AUTHORIZED = { Err: { NotAuthorized: null } } as const;
 
-function invalid(field: string, reason: string): { Err: ApiError } {
-    return { Err: { InvalidInput: { field, reason } } };
-}
+const invalid = invalidInput;
 
 function isAdmin(caller: Principal): boolean {
     return isController(caller) || getConfig().admins.includes(caller.toText());

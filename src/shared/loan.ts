@@ -11,12 +11,8 @@
 import { Principal } from '@dfinity/principal';
 
 import { tagOf } from './candid';
-import {
-    MAX_APR_BPS,
-    MAX_FUNDERS_PER_LOAN,
-    MAX_REPAYMENT_HISTORY,
-    MAX_TEXT_FIELD_LENGTH_CHARS
-} from './limits';
+import { invalidInput } from './errors';
+import { MAX_APR_BPS, MAX_FUNDERS_PER_LOAN, MAX_REPAYMENT_HISTORY } from './limits';
 import type {
     ApiError,
     Loan,
@@ -31,11 +27,7 @@ import type {
 export const MAX_LOAN_AMOUNT = 100_000_000_000_000_000n;
 const ANONYMOUS = Principal.anonymous().toText();
 
-function invalid(field: string, reason: string): { Err: ApiError } {
-    return {
-        Err: { InvalidInput: { field, reason: reason.slice(0, MAX_TEXT_FIELD_LENGTH_CHARS) } }
-    };
-}
+const invalid = invalidInput;
 
 /**
  * Checks a loan application; `now_ns` is IC time. Returns the first violation found.

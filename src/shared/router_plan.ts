@@ -22,12 +22,11 @@ import {
     SystemAnalytics
 } from './types';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_SHARDS } from './limits';
+import { invalidInput } from './errors';
 
 type Res<T> = { Ok: T } | { Err: ApiError };
 
-function invalid(field: string, reason: string): { Err: ApiError } {
-    return { Err: { InvalidInput: { field, reason } } };
-}
+const invalid = invalidInput;
 
 // ---- Routing table ----------------------------------------------------------------------------
 
