@@ -8,6 +8,7 @@ import {
 } from '../../src/shared/balancing';
 import { SLOT_COUNT } from '../../src/shared/hash';
 import type { BenchRow, BenchSection } from './types';
+import { mulberry32 } from '../prng';
 
 /*
  * Discrete-event simulation of the classic "one slow backend" scenario, driving the real `choose`.
@@ -39,18 +40,6 @@ const KEY_BYTES = 29;
 interface SimResult {
     p99Ms: number;
     slowShare: number;
-}
-
-/** mulberry32: a small, well-tested 32-bit PRNG; deterministic for a seed. */
-function mulberry32(seed: number): () => number {
-    let a = seed >>> 0;
-    return () => {
-        a = (a + 0x6d2b79f5) >>> 0;
-        let t = a;
-        t = Math.imul(t ^ (t >>> 15), t | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        return (t ^ (t >>> 14)) >>> 0;
-    };
 }
 
 /** Exponential draw with mean 1 from a 32-bit uniform (never ln 0). */

@@ -1,5 +1,6 @@
 import { BoundedCache, type CachePolicy } from '../../src/shared/cache';
 import type { BenchRow, BenchSection } from './types';
+import { mulberry32Unit } from '../prng';
 
 /** Policy the router uses unless configured otherwise; its figure is `cache.zipf.hit_rate`. */
 const DEFAULT_POLICY: CachePolicy = 'w-tinylfu';
@@ -57,7 +58,7 @@ function hitRate(
         max_bytes: CAPACITY_ENTRIES * 64,
         policy
     });
-    const random = mulberry32(seed);
+    const random = mulberry32Unit(seed);
     let hits = 0;
     for (let i = 0; i < warmup + measured; i++) {
         const rank = sampleRank(cdf, random());
@@ -93,16 +94,4 @@ function sampleRank(cdf: Float64Array, u: number): number {
         else hi = mid;
     }
     return lo;
-}
-
-/** Seeded PRNG (mulberry32): uniform in [0, 1). */
-function mulberry32(seed: number): () => number {
-    let a = seed >>> 0;
-    return () => {
-        a = (a + 0x6d2b79f5) >>> 0;
-        let t = a;
-        t = Math.imul(t ^ (t >>> 15), t | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
 }

@@ -64,7 +64,16 @@ import {
     upgradeAll
 } from './lifecycle';
 import { beginMigration, currentMigration, kickMigration } from './migrator';
-import { allShardInfos, allShards, loadMap, nowMs, log, routingTable, shardInfo } from './registry';
+import {
+    allShardInfos,
+    allShards,
+    loadMap,
+    nowMs,
+    log,
+    routingTable,
+    shardInfo,
+    shardLoadOf
+} from './registry';
 import {
     audit,
     getAdmins,
@@ -367,13 +376,7 @@ export default class {
     get_scaling_recommendations(): ScalingAdvice[] {
         const loads = allShards()
             .filter((r) => r.installed)
-            .map((r) => ({
-                shard_id: r.shard_id,
-                loan_count: r.metrics?.loan_count ?? 0n,
-                storage_percentage: r.metrics?.storage_percentage ?? 0,
-                avg_response_time_ms: r.metrics?.avg_response_time_ms ?? 0,
-                is_read_only: r.is_read_only
-            }));
+            .map(shardLoadOf);
         const now_ms = nowMs();
         return scalingRecommendations({ shards: loads, config: getConfig(), now_ms }).map((r) => ({
             shard_id: r.shard_id,

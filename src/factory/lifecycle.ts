@@ -19,7 +19,16 @@ import {
     pushRoutingTable
 } from './ic';
 import { beginMigration, currentMigration } from './migrator';
-import { allShards, loadMap, log, nowMs, routingTable, saveMap, shardInfo } from './registry';
+import {
+    allShards,
+    loadMap,
+    log,
+    nowMs,
+    routingTable,
+    saveMap,
+    shardInfo,
+    shardLoadOf
+} from './registry';
 import {
     getAdmins,
     getCmc,
@@ -220,13 +229,7 @@ export async function scalingRound(): Promise<void> {
     const counters = getCounters();
     setCounters({ ...counters, last_scaling_check: time() });
     if (records.length === 0) return;
-    const loads: ShardLoad[] = records.map((r) => ({
-        shard_id: r.shard_id,
-        loan_count: r.metrics?.loan_count ?? 0n,
-        storage_percentage: r.metrics?.storage_percentage ?? 0,
-        avg_response_time_ms: r.metrics?.avg_response_time_ms ?? 0,
-        is_read_only: r.is_read_only
-    }));
+    const loads: ShardLoad[] = records.map(shardLoadOf);
     let state = getScalingState();
     // A scale-out whose migration has ended (or never started) is over.
     if (state.in_flight && currentMigration() === null && !leaseHeld('create', nowMs())) {

@@ -8,6 +8,7 @@ import { fromRanges, SlotMap, slotCounts, toRanges } from '../shared/slot_map';
 import type { RoutingTable, ShardInfo, ShardMetrics } from '../shared/types';
 import { MAX_SHARDS } from '../shared/limits';
 import { appendAudit, getSlotRanges, setSlotRanges, ShardRecord, shards } from './store';
+import type { ShardLoad } from '../shared/scaling_policy';
 
 export function nowMs(): number {
     return Number(time() / 1_000_000n);
@@ -53,6 +54,17 @@ export function emptyMetrics(): ShardMetrics {
 }
 
 /** The Candid view of a shard; `slots` is its slot count in the current map. */
+/** What the scaling policy sees of a shard: its latest metrics (zero before the first poll). */
+export function shardLoadOf(r: ShardRecord): ShardLoad {
+    return {
+        shard_id: r.shard_id,
+        loan_count: r.metrics?.loan_count ?? 0n,
+        storage_percentage: r.metrics?.storage_percentage ?? 0,
+        avg_response_time_ms: r.metrics?.avg_response_time_ms ?? 0,
+        is_read_only: r.is_read_only
+    };
+}
+
 export function shardInfo(record: ShardRecord, slots: number): ShardInfo {
     const metrics = record.metrics ?? emptyMetrics();
     return {

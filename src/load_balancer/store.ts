@@ -137,8 +137,9 @@ export interface QueryCounters {
     since: bigint;
 }
 
-export function getQueryCounters(): QueryCounters {
-    return getMeta<QueryCounters>('query_counters', {
+/** Query counters at zero, counting from `since` (IC time). */
+export function zeroQueryCounters(since: bigint): QueryCounters {
+    return {
         total_queries: 0n,
         fan_out_queries: 0n,
         shard_calls: 0n,
@@ -146,8 +147,12 @@ export function getQueryCounters(): QueryCounters {
         failed_shard_calls: 0n,
         fan_out_sum: 0n,
         latency_sum_ms: 0,
-        since: 0n
-    });
+        since
+    };
+}
+
+export function getQueryCounters(): QueryCounters {
+    return getMeta<QueryCounters>('query_counters', zeroQueryCounters(0n));
 }
 
 export function setQueryCounters(counters: QueryCounters): void {

@@ -42,6 +42,7 @@ import {
     setBook,
     setConfig,
     setQueryCounters,
+    zeroQueryCounters,
     shards
 } from '../load_balancer/store';
 import { bool, float64, nat32, nat64, opt, principal } from '../shared/candid';
@@ -501,16 +502,7 @@ export default class {
     @update([], UnitResult)
     reset_query_statistics(): UnitResult {
         if (!isAdmin(msgCaller())) return NOT_AUTHORIZED;
-        setQueryCounters({
-            total_queries: 0n,
-            fan_out_queries: 0n,
-            shard_calls: 0n,
-            partial_results: 0n,
-            failed_shard_calls: 0n,
-            fan_out_sum: 0n,
-            latency_sum_ms: 0,
-            since: time()
-        });
+        setQueryCounters(zeroQueryCounters(time()));
         return { Ok: null };
     }
 

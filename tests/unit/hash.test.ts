@@ -1,20 +1,9 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import { hash64, hash64Into, slotOf, SLOT_COUNT } from '../../src/shared/hash';
+import { mulberry32 } from '../../bench/prng';
 
 const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text);
-
-/** Seeded 32-bit PRNG (mulberry32) so the statistical tests see the same inputs on every run. */
-function mulberry32(seed: number): () => number {
-    let a = seed >>> 0;
-    return () => {
-        a = (a + 0x6d2b79f5) >>> 0;
-        let t = a;
-        t = Math.imul(t ^ (t >>> 15), t | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        return (t ^ (t >>> 14)) >>> 0;
-    };
-}
 
 /** xxHash's own sanity buffer (xxhsum.c): byteGen = 2654435761, byte = byteGen >> 24, byteGen *= byteGen. */
 function sanityBuffer(length: number): Uint8Array {

@@ -8,18 +8,7 @@ import {
     type RebalancePlan
 } from '../../src/shared/rebalance';
 import { createSlotMap } from '../../src/shared/slot_map';
-
-/** Seeded 32-bit PRNG (mulberry32) for reproducible load patterns. */
-function mulberry32(seed: number): () => number {
-    let a = seed >>> 0;
-    return () => {
-        a = (a + 0x6d2b79f5) >>> 0;
-        let t = a;
-        t = Math.imul(t ^ (t >>> 15), t | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-}
+import { mulberry32Unit } from '../../bench/prng';
 
 function plan(input: RebalanceInput): RebalancePlan {
     const result = planRebalance(input);
@@ -56,7 +45,7 @@ function apply(owners: ArrayLike<number>, planned: RebalancePlan): Uint32Array {
 
 /** Random loads in 0..maxLoad and owners drawn with a skew towards the first shards. */
 function scenario(seed: number, n: number, maxSlotLoad: number, skew: number) {
-    const next = mulberry32(seed);
+    const next = mulberry32Unit(seed);
     const shardIds = Array.from({ length: n }, (_, i) => 100 + i);
     const slotLoads = new Float64Array(SLOT_COUNT);
     const owners = new Uint32Array(SLOT_COUNT);
