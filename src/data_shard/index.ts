@@ -8,7 +8,9 @@
 import {
     IDL,
     init,
+    msgArgData,
     msgCaller,
+    msgReply,
     isController,
     performanceCounter,
     postUpgrade,
@@ -28,6 +30,14 @@ import {
     SLOT_COUNT
 } from '../shared/limits';
 import { applyLoanUpdate, newLoanRecord, validateNewLoan } from '../shared/loan';
+import {
+    candidFieldOrder,
+    candidPrefix,
+    concatBytes,
+    decodeNewLoanArg,
+    lebBytes,
+    okLoanPrefix
+} from '../shared/loan_codec';
 import { decodeLoanId, encodeLoanId } from '../shared/loan_id';
 import {
     DeleteResult,
@@ -74,14 +84,15 @@ import {
 } from '../shared/types';
 import { SortedIdIndex } from '../shared/sorted_index';
 import { VERSION } from '../shared/version';
+// get_slot_counts (helper F): its own import, to stay clear of the block above.
+import { MAX_SLOT_COUNT_PAGE, SlotCountPage } from '../shared/shard_api';
 import {
     byBorrower,
     byInvestor,
     byStatus,
     dirty,
     getConfig,
-    getCounters,
-    getTotals,
+    getStats,
     isFactory,
     isRouter,
     dataSlotsIn,
@@ -90,9 +101,10 @@ import {
     loans,
     putSlotData,
     setConfig,
-    setCounters,
     setRuns,
-    setTotals
+    setStats,
+    stageStats,
+    warmCaches
 } from './store';
 import { invalidInput } from '../shared/errors';
 
@@ -150,20 +162,81 @@ function forgetDirty(span: SlotSpan): void {
     }
 }
 
-/** Runs an update's body and records its outcome and instruction count (updates persist these). */
+/**
+ * Runs an update's body and records its outcome and instruction count; writes the statistics
+ * (counters and the totals the body staged) to stable memory once per call.
+ */
 function metered<T>(body: () => Res<T>): Res<T> {
     const result = body();
-    const counters = getCounters();
+    const { counters, totals } = getStats();
     const instructions = performanceCounter(0);
-    setCounters({
-        ...counters,
-        message_count: counters.message_count + 1n,
-        error_count: counters.error_count + ('Err' in result ? 1n : 0n),
-        instructions_total: counters.instructions_total + instructions,
-        instructions_max:
-            instructions > counters.instructions_max ? instructions : counters.instructions_max
+    setStats({
+        totals,
+        counters: {
+            ...counters,
+            message_count: counters.message_count + 1n,
+            error_count: counters.error_count + ('Err' in result ? 1n : 0n),
+            instructions_total: counters.instructions_total + instructions,
+            instructions_max:
+                instructions > counters.instructions_max ? instructions : counters.instructions_max
+        }
     });
     return result;
+}
+
+/** The constant head of an `Ok` reply carrying one loan: stored loan bytes follow it. */
+const OK_LOAN_PREFIX = okLoanPrefix();
+/** Field order of `ShardLoanPage` in Candid value bytes. */
+const PAGE_FIELDS = candidFieldOrder(['loans', 'next_cursor'] as const);
+/** The constant head of an `Ok` page reply: the page's value bytes follow it. */
+const OK_PAGE_PREFIX = candidPrefix(
+    [Result(ShardLoanPage)],
+    [{ Ok: { loans: [], next_cursor: [] } }],
+    pageValue([], null)
+);
+
+/** Value bytes of a `ShardLoanPage` from stored loan bytes. */
+function pageValue(stored: readonly Uint8Array[], next_cursor: bigint | null): Uint8Array {
+    const parts: Uint8Array[] = [];
+    for (const field of PAGE_FIELDS) {
+        if (field === 'loans') {
+            parts.push(lebBytes(stored.length), ...stored);
+        } else if (next_cursor === null) {
+            parts.push(new Uint8Array([0]));
+        } else {
+            const cursor = new Uint8Array(9);
+            cursor[0] = 1;
+            new DataView(cursor.buffer).setBigUint64(1, next_cursor, true);
+            parts.push(cursor);
+        }
+    }
+    return concatBytes(parts);
+}
+
+/** The message's arguments, decoded as Azle would (for `manual` methods). */
+function args<T extends unknown[]>(types: IDL.Type[]): T {
+    return IDL.decode(types, msgArgData()) as unknown as T;
+}
+
+/**
+ * Replies `Result<Loan>` from a loan's stored bytes without decoding or re-encoding the loan
+ * (Azle's generic Candid encoder costs tens of millions of instructions per loan).
+ */
+function replyLoan(result: Res<Uint8Array>): void {
+    msgReply(
+        'Ok' in result
+            ? concatBytes([OK_LOAN_PREFIX, result.Ok])
+            : new Uint8Array(IDL.encode([Result(Loan)], [result]))
+    );
+}
+
+/** Replies `Result<ShardLoanPage>` the same way. */
+function replyPage(result: Res<{ stored: Uint8Array[]; next_cursor: bigint | null }>): void {
+    msgReply(
+        'Ok' in result
+            ? concatBytes([OK_PAGE_PREFIX, pageValue(result.Ok.stored, result.Ok.next_cursor)])
+            : new Uint8Array(IDL.encode([Result(ShardLoanPage)], [result]))
+    );
 }
 
 function statusKey(status: LoanStatus): string {
@@ -185,7 +258,7 @@ function writeLoan(
     record: SlotData,
     before: Loan | undefined,
     after: Loan | undefined
-): SlotData {
+): { slot: SlotData; stored: Uint8Array | undefined } {
     const id = (after ?? before)!.id;
     const beforeBytes = before === undefined ? undefined : loans.get(id);
     const afterBytes = after === undefined ? undefined : encodeLoan(after);
@@ -194,13 +267,15 @@ function writeLoan(
 
     const next = applyToSlot(record, beforeBytes, afterBytes);
     putSlotData(slot, next);
-    setTotals(applyToTotals(getTotals(), before, after));
-    const counters = getCounters();
+    const { counters, totals } = getStats();
     const delta = BigInt(afterBytes?.length ?? 0) - BigInt(beforeBytes?.length ?? 0);
     const entryDelta = before === undefined ? 8n : after === undefined ? -8n : 0n;
-    setCounters({
-        ...counters,
-        storage_used_bytes: counters.storage_used_bytes + delta + entryDelta
+    stageStats({
+        totals: applyToTotals(totals, before, after),
+        counters: {
+            ...counters,
+            storage_used_bytes: counters.storage_used_bytes + delta + entryDelta
+        }
     });
 
     if (before === undefined && after !== undefined) byBorrower.add(after.borrower.toText(), id);
@@ -221,7 +296,7 @@ function writeLoan(
         if (!beforeInvestors.has(investor)) byInvestor.add(investor, id);
     }
     if (state === 'Migrating' || state === 'Frozen') dirty.add(DIRTY_KEY, id);
-    return next;
+    return { slot: next, stored: afterBytes };
 }
 
 /** One page of an index for the caller, after access and bound checks (the three paged reads). */
@@ -230,12 +305,18 @@ function indexPage(
     key: string,
     cursor: [] | [bigint],
     limit: [] | [number]
-): Result<ShardLoanPage> {
-    if (!canRead(msgCaller())) return NOT_AUTHORIZED;
+): void {
+    if (!canRead(msgCaller())) return replyPage(NOT_AUTHORIZED);
     const size = pageLimit(limit);
-    if ('Err' in size) return size;
+    if ('Err' in size) return replyPage(size);
     const { ids, has_more } = index.page(key, cursor[0] ?? null, size.Ok);
-    return { Ok: loanPage(ids, has_more) };
+    const stored: Uint8Array[] = [];
+    for (const id of ids) {
+        const bytes = loans.get(id);
+        if (bytes !== undefined) stored.push(bytes);
+    }
+    const last = ids[ids.length - 1];
+    replyPage({ Ok: { stored, next_cursor: has_more && last !== undefined ? last : null } });
 }
 
 function loanPage(ids: bigint[], has_more: boolean): ShardLoanPage {
@@ -269,6 +350,65 @@ function forEachDataSlot(
         from = found[found.length - 1];
     }
 }
+
+/** Stores a new loan (see `create_loan`); answers its stored bytes. */
+function createLoan(application: NewLoan): Res<Uint8Array> {
+    if (!canWrite(msgCaller())) return NOT_AUTHORIZED;
+    const now = time();
+    const valid = validateNewLoan(application, now);
+    if ('Err' in valid) return valid;
+    const config = getConfig();
+    const slot = slotOf(application.borrower.toUint8Array());
+    const state = stateAt(getRuns(), slot);
+    const admitted = admitWrite(slot, state, config.read_only, config.epoch);
+    if ('Err' in admitted) return admitted;
+    const record = getSlotData(slot) ?? newSlotData();
+    if (BigInt(loans.len()) >= config.max_loans) {
+        return { Err: { CapacityExceeded: { resource: 'loans', limit: config.max_loans } } };
+    }
+    if (getStats().counters.storage_used_bytes >= config.storage_capacity_bytes) {
+        return {
+            Err: {
+                CapacityExceeded: {
+                    resource: 'storage_bytes',
+                    limit: config.storage_capacity_bytes
+                }
+            }
+        };
+    }
+    const id = encodeLoanId(slot, record.next_seq);
+    if (!id.ok) {
+        return { Err: { CapacityExceeded: { resource: 'loans_per_slot', limit: 2n ** 48n } } };
+    }
+    if (loans.containsKey(id.value)) {
+        throw new Error(`slot ${slot}'s sequence counter is behind its stored loans`);
+    }
+    const loan = newLoanRecord(id.value, application, now);
+    const next = { ...record, next_seq: record.next_seq + 1 };
+    return { Ok: writeLoan(slot, state, next, undefined, loan).stored! };
+}
+
+/** Applies one transition (see `update_loan`); answers the loan's new stored bytes. */
+function updateLoan(id: bigint, change: LoanUpdate): Res<Uint8Array> {
+    if (!canWrite(msgCaller())) return NOT_AUTHORIZED;
+    const parts = decodeLoanId(id);
+    if (!parts.ok) return invalid('id', parts.reason);
+    const slot = parts.value.slot;
+    const config = getConfig();
+    const state = stateAt(getRuns(), slot);
+    const admitted = admitWrite(slot, state, config.read_only, config.epoch);
+    if ('Err' in admitted) return admitted;
+    const before = readLoan(id);
+    const record = getSlotData(slot);
+    if (before === undefined) return { Err: { NotFound: { what: 'loan', id: String(id) } } };
+    const after = applyLoanUpdate(before, change, time());
+    if ('Err' in after) return after;
+    if (record === undefined) throw new Error(`slot ${slot} holds a loan but no data`);
+    return { Ok: writeLoan(slot, state, record, before, after.Ok).stored! };
+}
+
+/** Argument types of the three paged index reads (the key's type differs for statuses). */
+const PAGE_ARGS = [principal, opt(nat64), opt(nat32)];
 
 export default class {
     /**
@@ -305,6 +445,7 @@ export default class {
             runs = setRunState(runs, range.start, range.end, 'Owned');
         }
         setRuns(runs);
+        warmCaches();
     }
 
     /**
@@ -320,6 +461,7 @@ export default class {
                 `upgrade argument names shard ${arg[0].shard_id}, this is ${config.shard_id}`
             );
         }
+        warmCaches();
     }
 
     /** The canister's version. `dfx canister call data_shard version` → `("0.1.0")`. */
@@ -332,110 +474,57 @@ export default class {
      * Stores a new loan under id `slot << 48 | seq` (slot of the borrower). Factory or router only.
      * `WrongShard` when this shard does not own the borrower's slot; `ReadOnly` when frozen.
      */
-    @update([NewLoan], Result(Loan))
-    create_loan(application: NewLoan): Result<Loan> {
-        return metered(() => {
-            if (!canWrite(msgCaller())) return NOT_AUTHORIZED;
-            const now = time();
-            const valid = validateNewLoan(application, now);
-            if ('Err' in valid) return valid;
-            const config = getConfig();
-            const slot = slotOf(application.borrower.toUint8Array());
-            const state = stateAt(getRuns(), slot);
-            const admitted = admitWrite(slot, state, config.read_only, config.epoch);
-            if ('Err' in admitted) return admitted;
-            const record = getSlotData(slot) ?? newSlotData();
-            if (BigInt(loans.len()) >= config.max_loans) {
-                return {
-                    Err: { CapacityExceeded: { resource: 'loans', limit: config.max_loans } }
-                };
-            }
-            if (getCounters().storage_used_bytes >= config.storage_capacity_bytes) {
-                return {
-                    Err: {
-                        CapacityExceeded: {
-                            resource: 'storage_bytes',
-                            limit: config.storage_capacity_bytes
-                        }
-                    }
-                };
-            }
-            const id = encodeLoanId(slot, record.next_seq);
-            if (!id.ok)
-                return {
-                    Err: { CapacityExceeded: { resource: 'loans_per_slot', limit: 2n ** 48n } }
-                };
-            if (loans.containsKey(id.value)) {
-                throw new Error(`slot ${slot}'s sequence counter is behind its stored loans`);
-            }
-            const loan = newLoanRecord(id.value, application, now);
-            writeLoan(slot, state, { ...record, next_seq: record.next_seq + 1 }, undefined, loan);
-            return { Ok: loan };
-        });
+    @update([NewLoan], Result(Loan), { manual: true })
+    create_loan(): void {
+        const application = decodeNewLoanArg(msgArgData()) ?? args<[NewLoan]>([NewLoan])[0];
+        replyLoan(metered(() => createLoan(application)));
     }
 
     /** Applies one typed transition to a loan (see `src/shared/loan.ts`). Factory or router only. */
-    @update([nat64, LoanUpdate], Result(Loan))
-    update_loan(id: bigint, change: LoanUpdate): Result<Loan> {
-        return metered(() => {
-            if (!canWrite(msgCaller())) return NOT_AUTHORIZED;
-            const parts = decodeLoanId(id);
-            if (!parts.ok) return invalid('id', parts.reason);
-            const slot = parts.value.slot;
-            const config = getConfig();
-            const state = stateAt(getRuns(), slot);
-            const admitted = admitWrite(slot, state, config.read_only, config.epoch);
-            if ('Err' in admitted) return admitted;
-            const before = readLoan(id);
-            const record = getSlotData(slot);
-            if (before === undefined)
-                return { Err: { NotFound: { what: 'loan', id: String(id) } } };
-            const after = applyLoanUpdate(before, change, time());
-            if ('Err' in after) return after;
-            if (record === undefined) throw new Error(`slot ${slot} holds a loan but no data`);
-            writeLoan(slot, state, record, before, after.Ok);
-            return after;
-        });
+    @update([nat64, LoanUpdate], Result(Loan), { manual: true })
+    update_loan(): void {
+        const [id, change] = args<[bigint, LoanUpdate]>([nat64, LoanUpdate]);
+        replyLoan(metered(() => updateLoan(id, change)));
     }
 
     /** One loan by id. Query; factory, router or controllers. */
-    @query([nat64], Result(Loan))
-    get_loan(id: bigint): Result<Loan> {
-        if (!canRead(msgCaller())) return NOT_AUTHORIZED;
-        const loan = readLoan(id);
-        return loan === undefined
-            ? { Err: { NotFound: { what: 'loan', id: String(id) } } }
-            : { Ok: loan };
+    @query([nat64], Result(Loan), { manual: true })
+    get_loan(): void {
+        const [id] = args<[bigint]>([nat64]);
+        if (!canRead(msgCaller())) return replyLoan(NOT_AUTHORIZED);
+        const bytes = loans.get(id);
+        replyLoan(
+            bytes === undefined
+                ? { Err: { NotFound: { what: 'loan', id: String(id) } } }
+                : { Ok: bytes }
+        );
     }
 
     /** A borrower's loans in id order after `cursor`, at most `limit` (≤ 500). Query. */
-    @query([principal, opt(nat64), opt(nat32)], Result(ShardLoanPage))
-    get_loans_by_borrower(
-        borrower: Principal,
-        cursor: [] | [bigint],
-        limit: [] | [number]
-    ): Result<ShardLoanPage> {
-        return indexPage(byBorrower, borrower.toText(), cursor, limit);
+    @query([principal, opt(nat64), opt(nat32)], Result(ShardLoanPage), { manual: true })
+    get_loans_by_borrower(): void {
+        const [borrower, cursor, limit] =
+            args<[Principal, [] | [bigint], [] | [number]]>(PAGE_ARGS);
+        indexPage(byBorrower, borrower.toText(), cursor, limit);
     }
 
     /** Loans an investor funded, in id order after `cursor`, at most `limit` (≤ 500). Query. */
-    @query([principal, opt(nat64), opt(nat32)], Result(ShardLoanPage))
-    get_loans_by_investor(
-        investor: Principal,
-        cursor: [] | [bigint],
-        limit: [] | [number]
-    ): Result<ShardLoanPage> {
-        return indexPage(byInvestor, investor.toText(), cursor, limit);
+    @query([principal, opt(nat64), opt(nat32)], Result(ShardLoanPage), { manual: true })
+    get_loans_by_investor(): void {
+        const [investor, cursor, limit] =
+            args<[Principal, [] | [bigint], [] | [number]]>(PAGE_ARGS);
+        indexPage(byInvestor, investor.toText(), cursor, limit);
     }
 
     /** Loans in a status, in id order after `cursor`, at most `limit` (≤ 500). Query. */
-    @query([LoanStatus, opt(nat64), opt(nat32)], Result(ShardLoanPage))
-    get_loans_by_status(
-        status: LoanStatus,
-        cursor: [] | [bigint],
-        limit: [] | [number]
-    ): Result<ShardLoanPage> {
-        return indexPage(byStatus, statusKey(status), cursor, limit);
+    @query([LoanStatus, opt(nat64), opt(nat32)], Result(ShardLoanPage), { manual: true })
+    get_loans_by_status(): void {
+        const [status, cursor, limit] = args<[LoanStatus, [] | [bigint], [] | [number]]>([
+            LoanStatus,
+            opt(nat64),
+            opt(nat32)
+        ]);
+        indexPage(byStatus, statusKey(status), cursor, limit);
     }
 
     /** The shard's own figures; counters cover update calls (queries cannot persist counts). */
@@ -443,7 +532,7 @@ export default class {
     get_shard_metrics(): Result<ShardMetrics> {
         if (!canRead(msgCaller())) return NOT_AUTHORIZED;
         const config = getConfig();
-        const counters = getCounters();
+        const { counters } = getStats();
         const count = BigInt(loans.len());
         const capacity = config.storage_capacity_bytes;
         return {
@@ -474,7 +563,7 @@ export default class {
     get_shard_stats(): Result<ShardStats> {
         if (!canRead(msgCaller())) return NOT_AUTHORIZED;
         const config = getConfig();
-        const totals = getTotals();
+        const { totals } = getStats();
         return {
             Ok: {
                 shard_id: config.shard_id,
@@ -731,7 +820,7 @@ export default class {
                     probes += 1;
                     const loan = readLoan(id.value);
                     if (loan !== undefined) {
-                        record = writeLoan(slot, 'Released', record, loan, undefined);
+                        record = writeLoan(slot, 'Released', record, loan, undefined).slot;
                         deleted += 1;
                     }
                 }
@@ -763,5 +852,37 @@ export default class {
             setConfig({ ...getConfig(), router: router.toText() });
             return { Ok: null };
         });
+    }
+
+    // ---- get_slot_counts (helper F, issue 4) -------------------------------------------------
+
+    /**
+     * Loan counts of the slots that hold data here, ascending by slot, after slot `cursor`, at most
+     * `limit` (default and maximum 500) per page: what the factory weighs slots by when it
+     * rebalances. Counts include slots being imported or released; the factory trusts a count only
+     * from the slot's owner. Query; readers (factory, router, controllers), like the metrics.
+     */
+    @query([opt(nat32), opt(nat32)], Result(SlotCountPage))
+    get_slot_counts(cursor: [] | [number], limit: [] | [number]): Result<SlotCountPage> {
+        if (!canRead(msgCaller())) return NOT_AUTHORIZED;
+        const size = limit[0] ?? MAX_SLOT_COUNT_PAGE;
+        if (size < 1 || size > MAX_SLOT_COUNT_PAGE) {
+            return invalid('limit', `must be in 1..=${MAX_SLOT_COUNT_PAGE}`);
+        }
+        const after = cursor[0];
+        if (after !== undefined && after >= SLOT_COUNT) {
+            return invalid('cursor', `must be a slot below ${SLOT_COUNT}`);
+        }
+        const found = dataSlotsIn(0, SLOT_COUNT - 1, size + 1, after);
+        const page = found.slice(0, size);
+        return {
+            Ok: {
+                counts: page.map((slot) => ({
+                    slot,
+                    count: BigInt(getSlotData(slot)?.count ?? 0)
+                })),
+                next_cursor: found.length > size ? [page[page.length - 1]] : []
+            }
+        };
     }
 }

@@ -4,7 +4,7 @@
  * and feeds the real outcome and latency back into the breaker, the latency average and the
  * counters. The decisions themselves are `src/shared` functions.
  */
-import { call, time } from 'azle';
+import { call, IDL, msgReply, time } from 'azle';
 
 import { updatePeakEwma } from '../shared/balancing';
 import {
@@ -19,7 +19,8 @@ import {
 } from '../shared/circuit_breaker';
 import { SHARD_METHODS, ShardMethod } from '../shared/shard_api';
 import { isBreakerFailure, nsToMs } from '../shared/router_plan';
-import type { ApiError, CircuitBreakerStats } from '../shared/types';
+import { afterPrefix, concatBytes, encodeLoanValue, okLoanPrefix } from '../shared/loan_codec';
+import { Loan, Result, type ApiError, type CircuitBreakerStats } from '../shared/types';
 import {
     breakers,
     getConfig,
@@ -68,7 +69,8 @@ function countersOf(shard_id: number): ShardCounters {
 
 /** Stores a breaker's next state and counts its transitions. */
 function saveBreaker(shard_id: number, state: BreakerState, transitions: Transition[]): void {
-    breakers.insert(shard_id, encodeBreakerState(state));
+    const text = encodeBreakerState(state);
+    if (breakers.get(shard_id) !== text) breakers.insert(shard_id, text);
     if (transitions.length === 0) return;
     const counters = countersOf(shard_id);
     shardCounters.insert(shard_id, {
@@ -145,6 +147,29 @@ function rejectText(error: unknown): string {
 }
 
 /**
+ * Runs `perform` (one call to a shard) through the shard's breaker: an open breaker answers
+ * `ShardUnavailable` with no call made; the outcome and latency are recorded. Update context only.
+ */
+async function guarded<T>(shard_id: number, perform: () => Promise<Res<T>>): Promise<Res<T>> {
+    if (!acquire(shard_id)) return unavailable(shard_id, 'circuit breaker open');
+    inFlight.set(shard_id, inFlightOf(shard_id) + 1);
+    const started_ns = time();
+    let reply: Res<T>;
+    let rejected = false;
+    try {
+        reply = await perform();
+    } catch (error) {
+        rejected = true;
+        reply = unavailable(shard_id, rejectText(error));
+    }
+    inFlight.set(shard_id, Math.max(0, inFlightOf(shard_id) - 1));
+    const latency_ms = nsToMs(time() - started_ns);
+    const failure = rejected || isBreakerFailure({ rejected: false, reply });
+    recordOutcome(shard_id, !failure, latency_ms);
+    return reply;
+}
+
+/**
  * Calls `method` on a shard through its breaker. Update context only (it records outcomes).
  * Returns the shard's own reply (a `Result`), or `ShardUnavailable` when the breaker is open (no
  * call made) or the call was rejected.
@@ -157,27 +182,50 @@ export async function callShard<T>(
     method: ShardMethod,
     args: unknown[]
 ): Promise<Res<T>> {
-    if (!acquire(shard_id)) return unavailable(shard_id, 'circuit breaker open');
     const sig = SHARD_METHODS[method];
-    inFlight.set(shard_id, inFlightOf(shard_id) + 1);
-    const started_ns = time();
-    let reply: Res<T>;
-    let rejected = false;
-    try {
-        reply = await call<unknown[], Res<T>>(canister_id, method, {
+    return guarded(shard_id, () =>
+        call<unknown[], Res<T>>(canister_id, method, {
             paramIdlTypes: sig.args,
             returnIdlType: sig.ret,
             args
+        })
+    );
+}
+
+/** The head of a shard's `Ok` loan reply (shards send stored loan bytes after it). */
+const OK_LOAN_PREFIX = okLoanPrefix();
+
+/**
+ * Calls a shard method answering `Result<Loan>` (`create_loan`, `update_loan`, `get_loan`) with
+ * `arg` already Candid-encoded, through the breaker like `callShard`. The `Ok` answer is the loan's
+ * Candid value bytes, taken from the reply without decoding it (a reply in another encoding is
+ * decoded and re-encoded), so the router can pass them on with `OK_LOAN_PREFIX`.
+ */
+export async function callShardForLoan(
+    shard_id: number,
+    canister_id: string,
+    method: 'create_loan' | 'update_loan' | 'get_loan',
+    arg: Uint8Array
+): Promise<Res<Uint8Array>> {
+    return guarded(shard_id, async () => {
+        const reply = await call<Uint8Array, Uint8Array>(canister_id, method, {
+            raw: true,
+            args: arg
         });
-    } catch (error) {
-        rejected = true;
-        reply = unavailable(shard_id, rejectText(error));
-    }
-    inFlight.set(shard_id, Math.max(0, inFlightOf(shard_id) - 1));
-    const latency_ms = nsToMs(time() - started_ns);
-    const failure = rejected || isBreakerFailure({ rejected: false, reply });
-    recordOutcome(shard_id, !failure, latency_ms);
-    return reply;
+        const bytes = afterPrefix(reply, OK_LOAN_PREFIX);
+        if (bytes !== undefined) return { Ok: bytes.slice() };
+        const decoded = IDL.decode([Result(Loan)], reply)[0] as unknown as Res<Loan>;
+        return 'Ok' in decoded ? { Ok: encodeLoanValue(decoded.Ok) } : decoded;
+    });
+}
+
+/** Replies `Result<Loan>` to the caller: a loan's value bytes after `OK_LOAN_PREFIX`, or the error. */
+export function replyLoan(result: Res<Uint8Array>): void {
+    msgReply(
+        'Ok' in result
+            ? concatBytes([OK_LOAN_PREFIX, result.Ok])
+            : new Uint8Array(IDL.encode([Result(Loan)], [result]))
+    );
 }
 
 /** Whether the breaker would let a call through now (no state change: safe in a query). */

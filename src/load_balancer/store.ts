@@ -2,20 +2,21 @@
  * The router's stable memory: configuration, the cached routing table, the balancer's shards and
  * bookkeeping, one circuit breaker per shard, and counters. Everything here survives upgrades;
  * memory ids are fixed forever (they cannot be reclaimed), so a new map takes a new id.
+ *
+ * The data path reads these on every call, so every value also lives in a heap copy: loaded from
+ * stable memory on first use and written to both on every change (`CachedMap`). A trap rolls the
+ * heap back with stable memory and an upgrade empties the heap, so the copies never drift. Values
+ * use native JSON (`taggedJson`) rather than Azle's default codec, which costs millions of
+ * instructions per value in the canister's JS engine.
  */
 import { StableBTreeMap } from 'azle';
 
 import type { AlgorithmName, WrrEntry } from '../shared/balancing';
 import { DEFAULT_BREAKER_CONFIG } from '../shared/circuit_breaker';
 import { DEFAULT_CACHE_TTL_MS, DEFAULT_PROBE_INTERVAL_S } from '../shared/router_api';
-import { u32Key } from '../shared/stable_keys';
+import { taggedJson, u32Key, utf8Text } from '../shared/stable_keys';
 import type { BalancerShard } from '../shared/router_plan';
 import type { CircuitBreakerConfig, QueryStatistics, RoutingTable } from '../shared/types';
-
-const utf8 = {
-    toBytes: (text: string): Uint8Array => new TextEncoder().encode(text),
-    fromBytes: (bytes: Uint8Array): string => new TextDecoder().decode(bytes)
-};
 
 /** The router's configuration (principals as text). */
 export interface RouterConfig {
@@ -58,11 +59,64 @@ export const MEMORY = {
     counters: 3
 } as const;
 
-const meta = new StableBTreeMap<string, unknown>(MEMORY.meta);
+/** Entries a `CachedMap` keeps in the heap; the router's maps hold at most a few hundred. */
+const MAX_CACHED_ENTRIES = 4_096;
+
+/**
+ * A `StableBTreeMap` with a heap copy of the entries read or written. Values are treated as
+ * immutable: callers replace them with `insert`, never change them in place.
+ */
+export class CachedMap<K extends number | string, V> {
+    private readonly memo = new Map<K, V | undefined>();
+
+    constructor(private readonly stable: StableBTreeMap<K, V>) {}
+
+    get(key: K): V | undefined {
+        if (this.memo.has(key)) return this.memo.get(key);
+        const value = this.stable.get(key);
+        this.remember(key, value);
+        return value;
+    }
+
+    insert(key: K, value: V): void {
+        this.stable.insert(key, value);
+        this.remember(key, value);
+    }
+
+    remove(key: K): void {
+        this.stable.remove(key);
+        this.remember(key, undefined);
+    }
+
+    len(): number {
+        return this.stable.len();
+    }
+
+    values(start: number, length: number): V[] {
+        return this.stable.values(start, length);
+    }
+
+    items(start: number, length: number): [K, V][] {
+        return this.stable.items(start, length);
+    }
+
+    private remember(key: K, value: V | undefined): void {
+        if (!this.memo.has(key) && this.memo.size >= MAX_CACHED_ENTRIES) this.memo.clear();
+        this.memo.set(key, value);
+    }
+}
+
+const meta = new CachedMap(new StableBTreeMap<string, unknown>(MEMORY.meta, utf8Text, taggedJson));
 /** Shard id → `encodeBreakerState` text. */
-export const breakers = new StableBTreeMap<number, string>(MEMORY.breakers, u32Key, utf8);
-export const shards = new StableBTreeMap<number, BalancerShard>(MEMORY.shards, u32Key);
-export const shardCounters = new StableBTreeMap<number, ShardCounters>(MEMORY.counters, u32Key);
+export const breakers = new CachedMap(
+    new StableBTreeMap<number, string>(MEMORY.breakers, u32Key, utf8Text)
+);
+export const shards = new CachedMap(
+    new StableBTreeMap<number, BalancerShard>(MEMORY.shards, u32Key, taggedJson)
+);
+export const shardCounters = new CachedMap(
+    new StableBTreeMap<number, ShardCounters>(MEMORY.counters, u32Key, taggedJson)
+);
 
 function getMeta<T>(key: string, fallback: T): T {
     const value = meta.get(key);
@@ -71,6 +125,15 @@ function getMeta<T>(key: string, fallback: T): T {
 
 function setMeta<T>(key: string, value: T): void {
     meta.insert(key, value);
+}
+
+/** Loads what every call reads (init and post-upgrade), so queries never pay for the load. */
+export function warmCaches(): void {
+    getConfig();
+    getRoutingTable();
+    getBook();
+    getCounters();
+    getQueryCounters();
 }
 
 export const DEFAULT_ROUTER_CONFIG: RouterConfig = {

@@ -12,6 +12,7 @@ import {
     IDL,
     init,
     isController,
+    msgArgData,
     msgCaller,
     postUpgrade,
     Principal,
@@ -30,7 +31,8 @@ import {
     removeShard,
     setAlgorithm
 } from '../load_balancer/balancer';
-import { callShard, canExecute, recordOutcome } from '../load_balancer/edge';
+import { callShardForLoan, canExecute, recordOutcome, replyLoan } from '../load_balancer/edge';
+import { decodeLoanValue, decodeNewLoanArg } from '../shared/loan_codec';
 import {
     breakers,
     getBook,
@@ -43,7 +45,8 @@ import {
     setConfig,
     setQueryCounters,
     zeroQueryCounters,
-    shards
+    shards,
+    warmCaches
 } from '../load_balancer/store';
 import { bool, float64, nat32, nat64, opt, principal } from '../shared/candid';
 import { validateBreakerConfig } from '../shared/circuit_breaker';
@@ -200,6 +203,7 @@ export default class {
         setConfig(configFrom(given, getConfig()));
         setBook({ ...getBook(), random_state: given.random_seed[0] ?? 1 });
         setQueryCounters({ ...getQueryCounters(), since: time() });
+        warmCaches();
         armProbes();
     }
 
@@ -215,6 +219,7 @@ export default class {
                 setBook({ ...getBook(), random_state: arg[0].random_seed[0] });
             }
         }
+        warmCaches();
         armProbes();
     }
 
@@ -293,47 +298,60 @@ export default class {
      * refresh + one retry; a migration freeze → a few paced retries; an open breaker →
      * `ShardUnavailable` with no call made.
      */
-    @update([NewLoan], Result(Loan))
-    async create_loan(application: NewLoan): Promise<Result<Loan>> {
-        if (!isWriter(msgCaller())) return NOT_AUTHORIZED;
+    @update([NewLoan], Result(Loan), { manual: true })
+    async create_loan(): Promise<void> {
+        // The shard takes the same argument: its bytes are passed on as they came.
+        const arg = msgArgData();
+        const application =
+            decodeNewLoanArg(arg) ?? (IDL.decode([NewLoan], arg)[0] as unknown as NewLoan);
+        if (!isWriter(msgCaller())) return replyLoan(NOT_AUTHORIZED);
         // Checked here too, so a bad application costs no shard call.
         const valid = validateNewLoan(application, time());
-        if ('Err' in valid) return valid;
+        if ('Err' in valid) return replyLoan(valid);
         const slot = slotOf(application.borrower.toUint8Array());
-        const reply = await routedWrite(slot, 'create_loan', [application]);
-        if ('Ok' in reply) invalidateUsers(userTagsOf(reply.Ok));
-        return reply;
+        const reply = await routedWrite(slot, 'create_loan', arg);
+        if ('Ok' in reply) invalidateUsers(userTagsOf(decodeLoanValue(reply.Ok)));
+        replyLoan(reply);
     }
 
     /** Update (writers): applies a transition to a loan on the shard its id names. */
-    @update([nat64, LoanUpdate], Result(Loan))
-    async update_loan(id: bigint, change: LoanUpdate): Promise<Result<Loan>> {
-        if (!isWriter(msgCaller())) return NOT_AUTHORIZED;
+    @update([nat64, LoanUpdate], Result(Loan), { manual: true })
+    async update_loan(): Promise<void> {
+        const arg = msgArgData();
+        const [id] = IDL.decode([nat64, LoanUpdate], arg) as unknown as [bigint, LoanUpdate];
+        if (!isWriter(msgCaller())) return replyLoan(NOT_AUTHORIZED);
         const parts = decodeLoanId(id);
-        if (!parts.ok) return invalid(parts.field, parts.reason);
-        const reply = await routedWrite(parts.value.slot, 'update_loan', [id, change]);
-        if ('Ok' in reply) invalidateUsers(userTagsOf(reply.Ok));
-        return reply;
+        if (!parts.ok) return replyLoan(invalid(parts.field, parts.reason));
+        const reply = await routedWrite(parts.value.slot, 'update_loan', arg);
+        if ('Ok' in reply) invalidateUsers(userTagsOf(decodeLoanValue(reply.Ok)));
+        replyLoan(reply);
     }
 
     /**
      * Update (the borrower, writers, admins): reads a loan from its shard. An update, not a query,
      * because the call's outcome feeds the shard's breaker.
      */
-    @update([nat64], Result(Loan))
-    async get_loan(id: bigint): Promise<Result<Loan>> {
+    @update([nat64], Result(Loan), { manual: true })
+    async get_loan(): Promise<void> {
+        const arg = msgArgData();
+        const [id] = IDL.decode([nat64], arg) as unknown as [bigint];
         const caller = msgCaller();
         const parts = decodeLoanId(id);
-        if (!parts.ok) return invalid(parts.field, parts.reason);
+        if (!parts.ok) return replyLoan(invalid(parts.field, parts.reason));
         const target = ownerOfSlot(parts.value.slot);
-        if ('Err' in target) return target;
-        const privileged = isAdmin(caller) || isWriter(caller);
-        const reply = await callShard<Loan>(target.Ok.shard_id, target.Ok.canister_id, 'get_loan', [
-            id
-        ]);
-        if ('Err' in reply) return privileged ? reply : NOT_AUTHORIZED;
-        if (!privileged && reply.Ok.borrower.toText() !== caller.toText()) return NOT_AUTHORIZED;
-        return reply;
+        if ('Err' in target) return replyLoan(target);
+        const privileged = isWriter(caller) || isAdmin(caller);
+        const reply = await callShardForLoan(
+            target.Ok.shard_id,
+            target.Ok.canister_id,
+            'get_loan',
+            arg
+        );
+        if ('Err' in reply) return replyLoan(privileged ? reply : NOT_AUTHORIZED);
+        if (!privileged && decodeLoanValue(reply.Ok).borrower.toText() !== caller.toText()) {
+            return replyLoan(NOT_AUTHORIZED);
+        }
+        replyLoan(reply);
     }
 
     // ---- Load balancing -------------------------------------------------------------------------

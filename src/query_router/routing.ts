@@ -5,14 +5,13 @@
  */
 import { call, IDL, Principal } from 'azle';
 
-import { callShard } from '../load_balancer/edge';
+import { callShardForLoan } from '../load_balancer/edge';
 import { adoptTableShards } from '../load_balancer/balancer';
 import { getConfig, getRoutingTable, setRoutingTable } from '../load_balancer/store';
 import { MAX_READ_ONLY_RETRIES } from '../shared/router_api';
 import { validateRoutingTable } from '../shared/router_plan';
 import { ownerOf, type SlotMap } from '../shared/slot_map';
-import { ApiError, Loan, RoutingTable } from '../shared/types';
-import type { ShardMethod } from '../shared/shard_api';
+import { ApiError, RoutingTable } from '../shared/types';
 
 type Res<T> = { Ok: T } | { Err: ApiError };
 
@@ -113,23 +112,24 @@ async function pause(rounds: number): Promise<void> {
 /**
  * Sends a write for `slot` to its owner. `WrongShard` → refresh the table once and retry once;
  * a retriable `ReadOnly` (migration freeze) → up to MAX_READ_ONLY_RETRIES retries, pausing
- * 1, 2, 4 … rounds. Bounded: at most 2 + MAX_READ_ONLY_RETRIES shard calls.
+ * 1, 2, 4 … rounds. Bounded: at most 2 + MAX_READ_ONLY_RETRIES shard calls. `arg` is the
+ * Candid argument as the shard method takes it; the answer is the written loan's value bytes.
  */
 export async function routedWrite(
     slot: number,
-    method: ShardMethod,
-    args: unknown[]
-): Promise<Res<Loan>> {
+    method: 'create_loan' | 'update_loan',
+    arg: Uint8Array
+): Promise<Res<Uint8Array>> {
     let refreshed = false;
     let freezes = 0;
     for (let attempt = 0; attempt < 2 + MAX_READ_ONLY_RETRIES; attempt++) {
         const target = ownerOfSlot(slot);
         if ('Err' in target) return target;
-        const reply = await callShard<Loan>(
+        const reply = await callShardForLoan(
             target.Ok.shard_id,
             target.Ok.canister_id,
             method,
-            args
+            arg
         );
         if ('Ok' in reply) return reply;
         const error = reply.Err;

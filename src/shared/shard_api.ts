@@ -84,6 +84,17 @@ export const ShardStats = record({
 });
 export type ShardStats = Infer<typeof ShardStats>;
 
+// ---- get_slot_counts (helper F, issue 4) ----
+/** Slots per `get_slot_counts` page at most (and by default). */
+export const MAX_SLOT_COUNT_PAGE = 500;
+/** One slot's loan count on a shard. */
+export const SlotCount = record({ slot: nat32, count: nat64 });
+export type SlotCount = Infer<typeof SlotCount>;
+/** A page of slot counts, ascending by slot; `next_cursor` is the last slot when more may follow. */
+export const SlotCountPage = record({ counts: vec(SlotCount), next_cursor: opt(nat32) });
+export type SlotCountPage = Infer<typeof SlotCountPage>;
+// ---- end get_slot_counts ----
+
 /** A method signature: argument types, return type, and whether it is a query. */
 export interface MethodSig {
     args: Typed<unknown, unknown>[];
@@ -119,7 +130,8 @@ export const SHARD_METHODS = {
     ack_dirty: m([vec(LoanVersion)], Result(nat64)),
     delete_slot_batch: m([SlotSpan, nat32], Result(DeleteResult)),
     set_read_only: m([bool], UnitResult),
-    set_router: m([principal], UnitResult)
+    set_router: m([principal], UnitResult),
+    get_slot_counts: m([opt(nat32), opt(nat32)], Result(SlotCountPage), true)
 } satisfies Record<string, MethodSig>;
 
 export type ShardMethod = keyof typeof SHARD_METHODS;

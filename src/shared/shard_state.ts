@@ -3,10 +3,10 @@
  * count and checksum follow its loans, and how per-status totals follow a loan's changes. The shard
  * canister reads its stable maps, calls these, and writes back the result.
  */
-import { IDL } from '@dfinity/candid';
 
 import { Infer, empty, tagOf, variant } from './candid';
 import { hash64 } from './hash';
+import { decodeLoanValue, encodeLoanValue } from './loan_codec';
 import { SLOT_COUNT } from './limits';
 import { ApiError, Loan, LOAN_STATUSES, LoanStatusName } from './types';
 
@@ -192,14 +192,17 @@ export function isOwnedState(state: SlotStateOrAbsent | undefined): boolean {
     return state === 'Owned' || state === 'Migrating' || state === 'Frozen';
 }
 
-/** The Candid bytes of a loan: what is stored, copied and hashed. */
+/**
+ * The Candid value bytes of a loan (`loan_codec.ts`): what is stored, copied, hashed, and sent
+ * after a constant prefix in replies.
+ */
 export function encodeLoan(loan: Loan): Uint8Array {
-    return new Uint8Array(IDL.encode([Loan], [loan]));
+    return encodeLoanValue(loan);
 }
 
 /** Decodes bytes written by `encodeLoan`. */
 export function decodeLoan(bytes: Uint8Array): Loan {
-    return IDL.decode([Loan], bytes)[0] as unknown as Loan;
+    return decodeLoanValue(bytes);
 }
 
 /** A loan's contribution to its slot's checksum: the hash of its stored bytes. */

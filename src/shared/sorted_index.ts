@@ -12,11 +12,12 @@
  * The length prefix makes keys injective for any index-key text (`a#1` vs `a` page 1). Give the
  * index a store of its own: other keys starting with `h<digit>` or `p<digit>` would collide.
  *
- * Ids are stored as base-36 strings (12 chars for any loan id below 2^62), compared by length then
- * text, so searching a page never parses ids; only ids returned by `page()` are decoded.
+ * Ids are `bigint`s; in stable memory a node is compact bytes (`indexNodeCodec`: 8 bytes per id).
  */
 
-/** The minimal store a StableBTreeMap provides (values are JSON-safe). */
+import { taggedJson } from './stable_keys';
+
+/** The minimal store a StableBTreeMap provides. */
 export interface KvStore<V> {
     get(key: string): V | undefined;
     insert(key: string, value: V): void;
@@ -30,18 +31,18 @@ export interface IndexHeader {
     count: number;
     /** Page number the next split will use; never reused while the key exists. */
     next_page_no: number;
-    /** Smallest id of each page (base 36), ascending; same length as `page_nos`. */
-    page_mins: string[];
+    /** Smallest id of each page, ascending; same length as `page_nos`. */
+    page_mins: bigint[];
     page_nos: number[];
 }
 
-/** One page: 1..=page_size ids in base 36, ascending. */
+/** One page: 1..=page_size ids, ascending. */
 export interface IndexPage {
     kind: 'page';
-    ids: string[];
+    ids: bigint[];
 }
 
-/** What the index stores: a header or a page, JSON-safe. */
+/** What the index stores: a header or a page (bigints: store it with a codec that keeps them). */
 export type IndexNode = IndexHeader | IndexPage;
 
 /** Options of `SortedIdIndex`. */
@@ -66,10 +67,6 @@ export const MAX_INDEX_KEY_CHARS = 1024;
 /** Largest id the index accepts: ids are Candid `nat64`. */
 export const MAX_INDEXED_ID = (1n << 64n) - 1n;
 
-/** 36^10 < 2^53, so ten base-36 digits parse exactly as a JS number. */
-const BASE36_CHUNK_CHARS = 10;
-const BASE36_CHUNK = 36n ** 10n;
-
 /**
  * Store key of an index key's header.
  *
@@ -88,49 +85,36 @@ export function pageKey(indexKey: string, pageNo: number): string {
     return `p${indexKey.length}:${indexKey}#${pageNo.toString(36)}`;
 }
 
-function encodeId(id: bigint): string {
-    return id.toString(36);
-}
-
-function decodeId(text: string): bigint {
-    if (text.length <= BASE36_CHUNK_CHARS) return BigInt(parseInt(text, 36));
-    const split = text.length - BASE36_CHUNK_CHARS;
-    const high = BigInt(parseInt(text.slice(0, split), 36));
-    return high * BASE36_CHUNK + BigInt(parseInt(text.slice(split), 36));
-}
-
-/** Orders canonical base-36 texts of non-negative ids: shorter is smaller, then by text. */
-function compareEncoded(a: string, b: string): number {
-    if (a.length !== b.length) return a.length - b.length;
+function compareIds(a: bigint, b: bigint): number {
     return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** First index whose element is greater than `target` (ids after a cursor start there). */
-function upperBound(sorted: readonly string[], target: string): number {
+function upperBound(sorted: readonly bigint[], target: bigint): number {
     let low = 0;
     let high = sorted.length;
     while (low < high) {
         const mid = (low + high) >>> 1;
-        if (compareEncoded(sorted[mid], target) <= 0) low = mid + 1;
+        if (compareIds(sorted[mid], target) <= 0) low = mid + 1;
         else high = mid;
     }
     return low;
 }
 
 /** First index whose element is not less than `target`. */
-function lowerBound(sorted: readonly string[], target: string): number {
+function lowerBound(sorted: readonly bigint[], target: bigint): number {
     let low = 0;
     let high = sorted.length;
     while (low < high) {
         const mid = (low + high) >>> 1;
-        if (compareEncoded(sorted[mid], target) < 0) low = mid + 1;
+        if (compareIds(sorted[mid], target) < 0) low = mid + 1;
         else high = mid;
     }
     return low;
 }
 
 /** Page that holds or would hold `encoded`: the last whose minimum is ≤ it, else the first. */
-function pageIndexFor(header: IndexHeader, encoded: string): number {
+function pageIndexFor(header: IndexHeader, encoded: bigint): number {
     return Math.max(0, upperBound(header.page_mins, encoded) - 1);
 }
 
@@ -186,7 +170,7 @@ export class SortedIdIndex {
     add(indexKey: string, id: bigint): boolean {
         checkIndexKey(indexKey);
         checkId(id, 'id');
-        const encoded = encodeId(id);
+        const encoded = id;
         const header = this.readHeader(indexKey);
         if (header === undefined) {
             this.writePage(indexKey, 0, [encoded]);
@@ -228,9 +212,9 @@ export class SortedIdIndex {
     remove(indexKey: string, id: bigint): boolean {
         checkIndexKey(indexKey);
         checkId(id, 'id');
-        const encoded = encodeId(id);
+        const encoded = id;
         const header = this.readHeader(indexKey);
-        if (header === undefined || compareEncoded(encoded, header.page_mins[0]) < 0) return false;
+        if (header === undefined || compareIds(encoded, header.page_mins[0]) < 0) return false;
         const at = pageIndexFor(header, encoded);
         const pageNo = header.page_nos[at];
         const ids = this.readPage(indexKey, pageNo).ids;
@@ -263,9 +247,9 @@ export class SortedIdIndex {
     has(indexKey: string, id: bigint): boolean {
         checkIndexKey(indexKey);
         checkId(id, 'id');
-        const encoded = encodeId(id);
+        const encoded = id;
         const header = this.readHeader(indexKey);
-        if (header === undefined || compareEncoded(encoded, header.page_mins[0]) < 0) return false;
+        if (header === undefined || compareIds(encoded, header.page_mins[0]) < 0) return false;
         const ids = this.readPage(indexKey, header.page_nos[pageIndexFor(header, encoded)]).ids;
         const position = lowerBound(ids, encoded);
         return position < ids.length && ids[position] === encoded;
@@ -299,7 +283,7 @@ export class SortedIdIndex {
         }
         const header = this.readHeader(indexKey);
         if (header === undefined) return { ids: [], has_more: false };
-        const after = afterId === null ? null : encodeId(afterId);
+        const after = afterId;
         const first = after === null ? 0 : pageIndexFor(header, after);
         const lastAllowed = Math.min(
             header.page_nos.length,
@@ -310,7 +294,7 @@ export class SortedIdIndex {
             const ids = this.readPage(indexKey, header.page_nos[at]).ids;
             let position = at === first && after !== null ? upperBound(ids, after) : 0;
             for (; position < ids.length && result.length < limit; position++) {
-                result.push(decodeId(ids[position]));
+                result.push(ids[position]);
             }
             if (result.length === limit) {
                 return {
@@ -341,7 +325,7 @@ export class SortedIdIndex {
      * Keeps adjacent pages above half a page together: merges page `at` (just shrunk) into a
      * neighbour when both fit in `mergeThreshold`, otherwise writes it back.
      */
-    private mergeOrWrite(indexKey: string, header: IndexHeader, at: number, ids: string[]): void {
+    private mergeOrWrite(indexKey: string, header: IndexHeader, at: number, ids: bigint[]): void {
         const pageNo = header.page_nos[at];
         if (ids.length <= this.mergeThreshold && at > 0) {
             const leftNo = header.page_nos[at - 1];
@@ -385,10 +369,71 @@ export class SortedIdIndex {
         return node;
     }
 
-    private writePage(indexKey: string, pageNo: number, ids: string[]): void {
+    private writePage(indexKey: string, pageNo: number, ids: bigint[]): void {
         this.store.insert(pageKey(indexKey, pageNo), { kind: 'page', ids });
     }
 }
+
+/**
+ * The byte codec for index nodes (a `StableBTreeMap` value `Serializable`): ids as 8-byte big-endian
+ * words, so a page of 256 ids costs 256 native `DataView` calls each way, where Azle's default JSON
+ * codec costs millions of instructions per node in the canister's JS engine.
+ * - page: `P`, then each id (u64)
+ * - header: `H`, count (u32), next_page_no (u32), pages (u32), each page's minimum id (u64), each
+ *   page's number (u32)
+ *
+ * @example indexNodeCodec.fromBytes(indexNodeCodec.toBytes({ kind: 'page', ids: [1n] }))
+ */
+export const indexNodeCodec = {
+    toBytes(node: IndexNode): Uint8Array {
+        if (node.kind === 'page') {
+            const bytes = new Uint8Array(1 + 8 * node.ids.length);
+            const view = new DataView(bytes.buffer);
+            bytes[0] = PAGE_TAG;
+            for (let i = 0; i < node.ids.length; i++) view.setBigUint64(1 + 8 * i, node.ids[i]);
+            return bytes;
+        }
+        const n = node.page_nos.length;
+        const bytes = new Uint8Array(13 + 12 * n);
+        const view = new DataView(bytes.buffer);
+        bytes[0] = HEADER_TAG;
+        view.setUint32(1, node.count);
+        view.setUint32(5, node.next_page_no);
+        view.setUint32(9, n);
+        for (let i = 0; i < n; i++) {
+            view.setBigUint64(13 + 8 * i, node.page_mins[i]);
+            view.setUint32(13 + 8 * n + 4 * i, node.page_nos[i]);
+        }
+        return bytes;
+    },
+    fromBytes(bytes: Uint8Array): IndexNode {
+        const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        if (bytes[0] === PAGE_TAG && (bytes.length - 1) % 8 === 0) {
+            const ids: bigint[] = [];
+            for (let at = 1; at < bytes.length; at += 8) ids.push(view.getBigUint64(at));
+            return { kind: 'page', ids };
+        }
+        const n = bytes.length >= 13 ? view.getUint32(9) : -1;
+        if (bytes[0] !== HEADER_TAG || bytes.length !== 13 + 12 * n) {
+            throw new Error('sorted index: malformed node bytes');
+        }
+        const page_mins: bigint[] = [];
+        const page_nos: number[] = [];
+        for (let i = 0; i < n; i++) {
+            page_mins.push(view.getBigUint64(13 + 8 * i));
+            page_nos.push(view.getUint32(13 + 8 * n + 4 * i));
+        }
+        return {
+            kind: 'header',
+            count: view.getUint32(1),
+            next_page_no: view.getUint32(5),
+            page_mins,
+            page_nos
+        };
+    }
+};
+const PAGE_TAG = 0x50;
+const HEADER_TAG = 0x48;
 
 /** Store operations counted by `MemoryKvStore`, so tests can assert bounded touches. */
 export interface KvStoreStats {
@@ -398,8 +443,8 @@ export interface KvStoreStats {
 }
 
 /**
- * A Map-backed `KvStore` for tests. Values round-trip through JSON, as a StableBTreeMap would
- * serialize them, so aliasing bugs and values that are not JSON-safe show up in tests.
+ * A Map-backed `KvStore` for tests. Values round-trip through bytes (JSON with tagged bigints, or
+ * `codec`), as a StableBTreeMap serializes them, so aliasing bugs show up in tests.
  *
  * @example
  * const store = new MemoryKvStore<IndexNode>();
@@ -408,17 +453,28 @@ export interface KvStoreStats {
  */
 export class MemoryKvStore<V> implements KvStore<V> {
     readonly stats: KvStoreStats = { gets: 0, inserts: 0, removes: 0 };
-    private readonly entries = new Map<string, string>();
+    private readonly entries = new Map<string, Uint8Array>();
+
+    /** With `codec`, values round-trip through it (as the canister's byte codec) instead of JSON. */
+    constructor(
+        private readonly codec: {
+            toBytes(value: V): Uint8Array;
+            fromBytes(bytes: Uint8Array): V;
+        } = taggedJson as { toBytes(value: V): Uint8Array; fromBytes(bytes: Uint8Array): V }
+    ) {}
 
     get(key: string): V | undefined {
         this.stats.gets++;
-        const text = this.entries.get(key);
-        return text === undefined ? undefined : (JSON.parse(text) as V);
+        return this.decode(this.entries.get(key));
     }
 
     insert(key: string, value: V): void {
         this.stats.inserts++;
-        this.entries.set(key, JSON.stringify(value));
+        this.entries.set(key, this.codec.toBytes(value));
+    }
+
+    private decode(stored: Uint8Array | undefined): V | undefined {
+        return stored === undefined ? undefined : this.codec.fromBytes(stored);
     }
 
     remove(key: string): void {
@@ -438,7 +494,6 @@ export class MemoryKvStore<V> implements KvStore<V> {
 
     /** Stored value without counting a get, for assertions. */
     peek(key: string): V | undefined {
-        const text = this.entries.get(key);
-        return text === undefined ? undefined : (JSON.parse(text) as V);
+        return this.decode(this.entries.get(key));
     }
 }

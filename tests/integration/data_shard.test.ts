@@ -10,6 +10,7 @@ import { slotOf } from '../../src/shared/hash';
 import { decodeLoanId } from '../../src/shared/loan_id';
 import { ExportBatch, ExportCursor, ShardInit, ShardLoanPage } from '../../src/shared/shard_api';
 import { SLOT_COUNT } from '../../src/shared/limits';
+import { Loan, NewLoan, Result, type Result as ResultOf } from '../../src/shared/types';
 import {
     ADMIN,
     ANONYMOUS,
@@ -89,6 +90,22 @@ describe('data shard', () => {
         expect(decodeLoanId(second.id)).toEqual({ ok: true, value: { slot, seq: 2 } });
         expect(first.status).toEqual({ PendingApplication: null });
         expect(ok(await low.get_loan(second.id))).toEqual(second);
+    });
+
+    it('takes an argument in any valid Candid encoding, not only the common one', async () => {
+        const [farmer] = usersWhere(1, (s) => s < HALF);
+        // An extra trailing argument: valid Candid the hand decoder declines, so IDL.decode runs.
+        const arg = encodeArgs([NewLoan, IDL.Nat], [application(farmer, 7), 1n]);
+        const reply = await ic.updateCall({
+            canisterId: lowId,
+            method: 'create_loan',
+            arg,
+            sender: ROUTER
+        });
+        const loan = ok(IDL.decode([Result(Loan)], reply)[0] as unknown as ResultOf<Loan>);
+        expect(loan.borrower.toText()).toBe(farmer.toText());
+        expect(loan.nft_id).toBe(7n);
+        expect(ok(await low.get_loan(loan.id))).toEqual(loan);
     });
 
     it('answers WrongShard for a borrower whose slot it does not own, writing nothing', async () => {

@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import {
+    indexNodeCodec,
     MAX_INDEXED_ID,
     MemoryKvStore,
     SortedIdIndex,
@@ -73,7 +74,7 @@ function expectLayout(
             expect(page.ids.length).toBeGreaterThan(0);
             expect(page.ids.length).toBeLessThanOrEqual(pageSize);
             expect(page.ids[0]).toBe(header.page_mins[at]);
-            for (const text of page.ids) stored.push(BigInt(parseBase36(text)));
+            stored.push(...page.ids);
         });
         expect(stored).toEqual([...ids].sort(compareBigInt));
         expect(header.count).toBe(ids.size);
@@ -84,12 +85,6 @@ function expectLayout(
         expectedKeys += 1 + header.page_nos.length;
     }
     expect(store.size).toBe(expectedKeys);
-}
-
-function parseBase36(text: string): bigint {
-    let value = 0n;
-    for (const char of text) value = value * 36n + BigInt(parseInt(char, 36));
-    return value;
 }
 
 /** Deterministic Fisher-Yates shuffle driven by a small LCG, so fast-check can shrink the seed. */
@@ -263,7 +258,7 @@ describe('SortedIdIndex', () => {
         expect(store.size).toBe(2);
         index.add('k', 45n);
         expect(pageSizes(store, 'k')).toEqual([4, 5]);
-        expect(headerOf(store, 'k')?.page_mins).toEqual([(10).toString(36), (45).toString(36)]);
+        expect(headerOf(store, 'k')?.page_mins).toEqual([10n, 45n]);
         expect(store.size).toBe(3);
         expect(index.page('k', null, 20).ids).toEqual([
             10n,
@@ -413,13 +408,13 @@ describe('SortedIdIndex', () => {
         );
     });
 
-    it('stores JSON-safe values with ids in base 36', () => {
+    it('stores ids across the whole nat64 range', () => {
         const { store, index } = freshIndex(8);
         index.add('k', MAX_INDEXED_ID);
         index.add('k', 0n);
         expect(store.peek(pageKey('k', 0))).toEqual({
             kind: 'page',
-            ids: ['0', MAX_INDEXED_ID.toString(36)]
+            ids: [0n, MAX_INDEXED_ID]
         });
         expect(index.page('k', 0n, 5)).toEqual({ ids: [MAX_INDEXED_ID], has_more: false });
         expect(index.page('k', MAX_INDEXED_ID, 5)).toEqual({ ids: [], has_more: false });
@@ -440,5 +435,51 @@ describe('SortedIdIndex', () => {
         expect(() => index.page('k', -1n, 10)).toThrow(RangeError);
         expect(() => index.add('x'.repeat(1025), 1n)).toThrow(RangeError);
         expect(store.size).toBe(0);
+    });
+
+    it('keeps the model through the byte codec the canister stores nodes with', () => {
+        fc.assert(
+            fc.property(fc.array(opArb, { maxLength: 200 }), (ops) => {
+                const json = freshIndex(8);
+                const store = new MemoryKvStore<IndexNode>(indexNodeCodec);
+                const index = new SortedIdIndex(store, { page_size: 8 });
+                for (const op of ops) {
+                    if (op.op === 'add')
+                        expect(index.add(op.key, op.id)).toBe(json.index.add(op.key, op.id));
+                    else if (op.op === 'remove')
+                        expect(index.remove(op.key, op.id)).toBe(json.index.remove(op.key, op.id));
+                    else if (op.op === 'has')
+                        expect(index.has(op.key, op.id)).toBe(json.index.has(op.key, op.id));
+                    else if (op.op === 'count')
+                        expect(index.count(op.key)).toBe(json.index.count(op.key));
+                    else
+                        expect(index.page(op.key, op.after, op.limit)).toEqual(
+                            json.index.page(op.key, op.after, op.limit)
+                        );
+                }
+                for (const key of json.store.keys())
+                    expect(store.peek(key)).toEqual(json.store.peek(key));
+            }),
+            { numRuns: 200 }
+        );
+    });
+
+    it('encodes nodes as 8 bytes per id and refuses malformed bytes', () => {
+        const header: IndexHeader = {
+            kind: 'header',
+            count: 300,
+            next_page_no: 40,
+            page_mins: [0n, MAX_INDEXED_ID],
+            page_nos: [0, 39]
+        };
+        expect(indexNodeCodec.toBytes(header).length).toBe(13 + 2 * 12);
+        expect(indexNodeCodec.fromBytes(indexNodeCodec.toBytes(header))).toEqual(header);
+        const page: IndexPage = { kind: 'page', ids: [1n, 36n, MAX_INDEXED_ID] };
+        expect(indexNodeCodec.toBytes(page).length).toBe(1 + 3 * 8);
+        expect(indexNodeCodec.fromBytes(indexNodeCodec.toBytes(page))).toEqual(page);
+        expect(() => indexNodeCodec.fromBytes(new Uint8Array([0x58, 1, 2]))).toThrow();
+        expect(() =>
+            indexNodeCodec.fromBytes(indexNodeCodec.toBytes(header).slice(0, 20))
+        ).toThrow();
     });
 });

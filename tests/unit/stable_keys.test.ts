@@ -1,7 +1,16 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
-import { u32Key, u64Key } from '../../src/shared/stable_keys';
+import { Principal } from '@dfinity/principal';
+
+import {
+    asciiBytes,
+    asciiText,
+    taggedJson,
+    u32Key,
+    u64Key,
+    utf8Text
+} from '../../src/shared/stable_keys';
 
 function compareBytes(a: Uint8Array, b: Uint8Array): number {
     for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] - b[i];
@@ -31,5 +40,40 @@ describe('stable map key codecs', () => {
                 expect(Math.sign(order)).toBe(Math.sign(a - b));
             })
         );
+    });
+
+    it('writes UTF-8 as TextEncoder does and reads it back, lone surrogates as U+FFFD', () => {
+        const native = new TextEncoder();
+        fc.assert(
+            fc.property(fc.string({ unit: 'binary', maxLength: 80 }), (text) => {
+                const bytes = utf8Text.toBytes(text);
+                expect(bytes).toEqual(native.encode(text));
+                expect(utf8Text.fromBytes(bytes)).toBe(new TextDecoder().decode(bytes));
+            }),
+            { numRuns: 500 }
+        );
+        expect(utf8Text.fromBytes(utf8Text.toBytes('h3:a#1'))).toBe('h3:a#1');
+    });
+
+    it('converts ASCII both ways in chunks and refuses other characters', () => {
+        const long = 'abc,'.repeat(5_000);
+        expect(asciiText(asciiBytes(long))).toBe(long);
+        expect(() => asciiBytes('é')).toThrow(RangeError);
+    });
+
+    it('round-trips JSON values with bigints and principals', () => {
+        const value = {
+            n: 1,
+            big: (1n << 64n) - 1n,
+            list: [0n, 'x', null, true],
+            who: Principal.fromText('aaaaa-aa'),
+            nested: { at: 5n }
+        };
+        const back = taggedJson.fromBytes(taggedJson.toBytes(value)) as typeof value;
+        expect(back.big).toBe(value.big);
+        expect(back.list).toEqual(value.list);
+        expect(back.nested).toEqual({ at: 5n });
+        expect(back.who.toText()).toBe('aaaaa-aa');
+        expect(back.n).toBe(1);
     });
 });

@@ -1,0 +1,417 @@
+/**
+ * A loan's Candid value bytes, encoded and decoded by hand: the bytes `IDL.encode([Loan], [loan])`
+ * ends with (after the `DIDL` header and type table), without `@dfinity/candid`'s generic encoder,
+ * which costs tens of millions of instructions per loan in the canister's JS engine.
+ *
+ * The shard stores these bytes, so a reply that carries loans is a constant prefix (header, type
+ * table, `Ok` tag) followed by stored bytes, with no decode/encode round trip (`CandidReply`).
+ * `tests/unit/loan_codec.test.ts` checks the bytes against `IDL.encode` on random loans.
+ */
+import { IDL, idlLabelToId } from '@dfinity/candid';
+import { Principal } from '@dfinity/principal';
+
+import { LOAN_STATUSES, Loan, LoanStatusName, NewLoan, Result } from './types';
+
+type Field = keyof Loan;
+
+/** Candid orders record fields and variant cases by the 32-bit hash of their names. */
+function byHash<T extends string>(names: readonly T[]): T[] {
+    return [...names].sort((a, b) => idlLabelToId(a) - idlLabelToId(b));
+}
+
+/** Loan fields in Candid order, from the one definition of `Loan` (a record sorts by hash). */
+const LOAN_FIELDS = (Loan as unknown as IDL.RecordClass)._fields.map(([name]) => name as Field);
+const STATUS_ORDER: readonly LoanStatusName[] = byHash(LOAN_STATUSES);
+const STATUS_INDEX = new Map<string, number>(STATUS_ORDER.map((s, i) => [s, i]));
+const REPAYMENT_ORDER = byHash(['amount', 'timestamp'] as const);
+const FUNDING_ORDER = byHash(['investor', 'amount'] as const);
+/** Fields the codec writes as something other than `nat64`; every other field must be `nat64`. */
+const SPECIAL_FIELDS = new Set<Field>([
+    'borrower',
+    'status',
+    'due_date',
+    'last_payment_date',
+    'repayment_history',
+    'funders'
+]);
+for (const [name, type] of (Loan as unknown as IDL.RecordClass)._fields) {
+    if (!SPECIAL_FIELDS.has(name as Field) && type.display() !== IDL.Nat64.display()) {
+        throw new Error(`loan codec: field ${name} is not nat64; teach the codec its type`);
+    }
+}
+
+/** A growable byte writer (LEB128, little-endian nat64, principals). */
+class Writer {
+    private bytes: Uint8Array;
+    private view: DataView;
+    length = 0;
+
+    constructor(capacity: number) {
+        this.bytes = new Uint8Array(capacity);
+        this.view = new DataView(this.bytes.buffer);
+    }
+
+    private room(n: number): void {
+        if (this.length + n <= this.bytes.length) return;
+        const grown = new Uint8Array(Math.max(this.bytes.length * 2, this.length + n));
+        grown.set(this.bytes.subarray(0, this.length));
+        this.bytes = grown;
+        this.view = new DataView(grown.buffer);
+    }
+
+    byte(b: number): void {
+        this.room(1);
+        this.bytes[this.length++] = b;
+    }
+
+    leb(value: number): void {
+        let v = value;
+        for (;;) {
+            const low = v & 0x7f;
+            v = Math.floor(v / 128);
+            if (v === 0) {
+                this.byte(low);
+                return;
+            }
+            this.byte(low | 0x80);
+        }
+    }
+
+    nat64(value: bigint): void {
+        this.room(8);
+        this.view.setBigUint64(this.length, value, true);
+        this.length += 8;
+    }
+
+    raw(bytes: Uint8Array): void {
+        this.room(bytes.length);
+        this.bytes.set(bytes, this.length);
+        this.length += bytes.length;
+    }
+
+    principal(p: Principal): void {
+        const bytes = p.toUint8Array();
+        this.byte(1);
+        this.leb(bytes.length);
+        this.raw(bytes);
+    }
+
+    optNat64(value: [] | [bigint]): void {
+        if (value.length === 0) {
+            this.byte(0);
+        } else {
+            this.byte(1);
+            this.nat64(value[0]);
+        }
+    }
+
+    done(): Uint8Array {
+        return this.bytes.slice(0, this.length);
+    }
+}
+
+/** A byte reader over Candid value bytes; throws on truncated input. */
+class Reader {
+    private readonly view: DataView;
+    at = 0;
+
+    constructor(private readonly bytes: Uint8Array) {
+        this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    }
+
+    private need(n: number): void {
+        if (this.at + n > this.bytes.length) throw new Error('loan bytes: truncated');
+    }
+
+    byte(): number {
+        this.need(1);
+        return this.bytes[this.at++];
+    }
+
+    leb(): number {
+        let result = 0;
+        let scale = 1;
+        for (let i = 0; i < 8; i++) {
+            const b = this.byte();
+            result += (b & 0x7f) * scale;
+            if ((b & 0x80) === 0) return result;
+            scale *= 128;
+        }
+        throw new Error('loan bytes: LEB128 too long');
+    }
+
+    nat64(): bigint {
+        this.need(8);
+        const value = this.view.getBigUint64(this.at, true);
+        this.at += 8;
+        return value;
+    }
+
+    principal(): Principal {
+        if (this.byte() !== 1) throw new Error('loan bytes: opaque principal reference');
+        const n = this.leb();
+        if (n > 29) throw new Error('loan bytes: principal longer than 29 bytes');
+        this.need(n);
+        const p = Principal.fromUint8Array(this.bytes.slice(this.at, this.at + n));
+        this.at += n;
+        return p;
+    }
+
+    optNat64(): [] | [bigint] {
+        const tag = this.byte();
+        if (tag === 0) return [];
+        if (tag !== 1) throw new Error('loan bytes: bad opt tag');
+        return [this.nat64()];
+    }
+
+    count(elementBytes: number): number {
+        const n = this.leb();
+        if (n * elementBytes > this.bytes.length - this.at)
+            throw new Error('loan bytes: bad length');
+        return n;
+    }
+}
+
+function writeField(w: Writer, loan: Loan, field: Field): void {
+    switch (field) {
+        case 'borrower':
+            w.principal(loan.borrower);
+            return;
+        case 'status': {
+            const index = STATUS_INDEX.get(Object.keys(loan.status)[0]);
+            if (index === undefined) throw new Error('loan: unknown status');
+            w.leb(index);
+            return;
+        }
+        case 'due_date':
+        case 'last_payment_date':
+            w.optNat64(loan[field]);
+            return;
+        case 'repayment_history':
+            w.leb(loan.repayment_history.length);
+            for (const r of loan.repayment_history) {
+                for (const f of REPAYMENT_ORDER) w.nat64(r[f]);
+            }
+            return;
+        case 'funders':
+            w.leb(loan.funders.length);
+            for (const f of loan.funders) {
+                for (const name of FUNDING_ORDER) {
+                    if (name === 'investor') w.principal(f.investor);
+                    else w.nat64(f.amount);
+                }
+            }
+            return;
+        default:
+            w.nat64(loan[field]);
+    }
+}
+
+/**
+ * The Candid value bytes of `loan` (what `IDL.encode([Loan], [loan])` ends with).
+ *
+ * @example decodeLoanValue(encodeLoanValue(loan)) // deep-equals loan
+ */
+export function encodeLoanValue(loan: Loan): Uint8Array {
+    const w = new Writer(160 + 48 * (loan.funders.length + loan.repayment_history.length));
+    for (const field of LOAN_FIELDS) writeField(w, loan, field);
+    return w.done();
+}
+
+function readLoanFrom(r: Reader): Loan {
+    const loan: Record<string, unknown> = {};
+    for (const field of LOAN_FIELDS) {
+        switch (field) {
+            case 'borrower':
+                loan.borrower = r.principal();
+                break;
+            case 'status': {
+                const name = STATUS_ORDER[r.leb()];
+                if (name === undefined) throw new Error('loan bytes: bad status');
+                loan.status = { [name]: null };
+                break;
+            }
+            case 'due_date':
+            case 'last_payment_date':
+                loan[field] = r.optNat64();
+                break;
+            case 'repayment_history': {
+                const n = r.count(16);
+                const history = [];
+                for (let i = 0; i < n; i++) {
+                    const entry: Record<string, bigint> = {};
+                    for (const f of REPAYMENT_ORDER) entry[f] = r.nat64();
+                    history.push(entry);
+                }
+                loan.repayment_history = history;
+                break;
+            }
+            case 'funders': {
+                const n = r.count(10);
+                const funders = [];
+                for (let i = 0; i < n; i++) {
+                    const entry: Record<string, unknown> = {};
+                    for (const f of FUNDING_ORDER) {
+                        entry[f] = f === 'investor' ? r.principal() : r.nat64();
+                    }
+                    funders.push(entry);
+                }
+                loan.funders = funders;
+                break;
+            }
+            default:
+                loan[field] = r.nat64();
+        }
+    }
+    return loan as unknown as Loan;
+}
+
+/** Decodes bytes written by `encodeLoanValue`; throws on malformed or trailing bytes. */
+export function decodeLoanValue(bytes: Uint8Array): Loan {
+    const r = new Reader(bytes);
+    const loan = readLoanFrom(r);
+    if (r.at !== bytes.length) throw new Error('loan bytes: trailing bytes');
+    return loan;
+}
+
+/** The parts one after another in a new array. */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+    let n = 0;
+    for (const p of parts) n += p.length;
+    const out = new Uint8Array(n);
+    let at = 0;
+    for (const p of parts) {
+        out.set(p, at);
+        at += p.length;
+    }
+    return out;
+}
+
+/** LEB128 of a non-negative integer. */
+export function lebBytes(value: number): Uint8Array {
+    const w = new Writer(4);
+    w.leb(value);
+    return w.done();
+}
+
+/**
+ * The constant part of a Candid message (`DIDL`, type table, argument types and any leading value
+ * bytes such as a variant tag) before `tail`, found by encoding a sample with `IDL.encode`; throws
+ * when the encoding does not end with `tail` (a codec bug caught at load time, never at run time).
+ *
+ * @example const prefix = candidPrefix([Result(Loan)], [{ Ok: sample }], encodeLoanValue(sample));
+ */
+export function candidPrefix(types: IDL.Type[], values: unknown[], tail: Uint8Array): Uint8Array {
+    const full = new Uint8Array(IDL.encode(types, values));
+    const start = full.length - tail.length;
+    for (let i = 0; i < tail.length; i++) {
+        if (full[start + i] !== tail[i]) {
+            throw new Error('candidPrefix: the hand encoding differs from IDL.encode');
+        }
+    }
+    return full.slice(0, start);
+}
+
+/** The order of a record's fields in Candid value bytes. */
+export function candidFieldOrder<T extends string>(names: readonly T[]): T[] {
+    return byHash(names);
+}
+
+/**
+ * The constant head of a `Result<Loan>` reply holding `Ok`: header, type table and the `Ok` tag.
+ * A loan's value bytes follow it. Computed with `IDL.encode` once (at canister load).
+ */
+export function okLoanPrefix(): Uint8Array {
+    const sample: Loan = {
+        id: 0n,
+        borrower: Principal.anonymous(),
+        nft_id: 0n,
+        collateral_value_btc: 0n,
+        amount_requested: 0n,
+        amount_approved: 0n,
+        apr: 0n,
+        status: { PendingApplication: null },
+        created_at: 0n,
+        due_date: [],
+        total_repaid: 0n,
+        repayment_history: [],
+        last_payment_date: [],
+        funders: [],
+        updated_at: 0n,
+        version: 0n
+    };
+    return candidPrefix([Result(Loan)], [{ Ok: sample }], encodeLoanValue(sample));
+}
+
+/** The loan bytes after `prefix` when `reply` starts with it, else undefined. */
+export function afterPrefix(reply: Uint8Array, prefix: Uint8Array): Uint8Array | undefined {
+    if (reply.length < prefix.length) return undefined;
+    for (let i = 0; i < prefix.length; i++) if (reply[i] !== prefix[i]) return undefined;
+    return reply.subarray(prefix.length);
+}
+
+/** `NewLoan` fields in Candid order; all `nat64` except the two named below. */
+const NEW_LOAN_FIELDS = (NewLoan as unknown as IDL.RecordClass)._fields.map(
+    ([name]) => name as keyof NewLoan
+);
+for (const [name, type] of (NewLoan as unknown as IDL.RecordClass)._fields) {
+    if (name !== 'borrower' && name !== 'due_date' && type.display() !== IDL.Nat64.display()) {
+        throw new Error(`loan codec: NewLoan field ${name} is not nat64; teach the codec its type`);
+    }
+}
+
+/** The Candid value bytes of a `NewLoan` (what `IDL.encode([NewLoan], [x])` ends with). */
+export function encodeNewLoanValue(application: NewLoan): Uint8Array {
+    const w = new Writer(64);
+    for (const field of NEW_LOAN_FIELDS) {
+        if (field === 'borrower') w.principal(application.borrower);
+        else if (field === 'due_date') w.optNat64(application.due_date);
+        else w.nat64(application[field]);
+    }
+    return w.done();
+}
+
+/** The head `IDL.encode([NewLoan], …)` writes before the value bytes (computed once, at load). */
+const NEW_LOAN_ARG_PREFIX = candidPrefix(
+    [NewLoan],
+    [
+        {
+            borrower: Principal.anonymous(),
+            nft_id: 0n,
+            collateral_value_btc: 0n,
+            amount_requested: 0n,
+            apr: 0n,
+            due_date: []
+        }
+    ],
+    encodeNewLoanValue({
+        borrower: Principal.anonymous(),
+        nft_id: 0n,
+        collateral_value_btc: 0n,
+        amount_requested: 0n,
+        apr: 0n,
+        due_date: []
+    })
+);
+
+/**
+ * Decodes a message argument `(NewLoan)` by hand when it has the encoding `@dfinity/candid` (agent,
+ * Azle, this router) writes for it, the common case; undefined for any other valid encoding (e.g.
+ * another type-table order), which the caller decodes with `IDL.decode`.
+ */
+export function decodeNewLoanArg(arg: Uint8Array): NewLoan | undefined {
+    const body = afterPrefix(arg, NEW_LOAN_ARG_PREFIX);
+    if (body === undefined) return undefined;
+    try {
+        const r = new Reader(body);
+        const application: Record<string, unknown> = {};
+        for (const field of NEW_LOAN_FIELDS) {
+            if (field === 'borrower') application.borrower = r.principal();
+            else if (field === 'due_date') application.due_date = r.optNat64();
+            else application[field] = r.nat64();
+        }
+        return r.at === body.length ? (application as unknown as NewLoan) : undefined;
+    } catch {
+        return undefined;
+    }
+}
