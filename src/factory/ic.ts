@@ -57,23 +57,29 @@ async function guarded<T>(callee: Principal | string, body: () => Promise<T>): P
     }
 }
 
-/** Stores one chunk in the factory's own chunk store; returns its hash. */
-export function uploadChunk(chunk: Uint8Array): Promise<Result<Uint8Array>> {
+/**
+ * Stores one chunk in a chunk store: the factory's own, or (`store`) a canister it controls, e.g. a
+ * new shard on another subnet. Returns the chunk's hash.
+ */
+export function uploadChunk(
+    chunk: Uint8Array,
+    store: Principal = canisterSelf()
+): Promise<Result<Uint8Array>> {
     return guarded(MANAGEMENT, async () => {
         const reply = await call<unknown[], { hash: Uint8Array }>(MANAGEMENT, 'upload_chunk', {
             paramIdlTypes: [upload_chunk_args],
             returnIdlType: upload_chunk_result,
-            args: [{ canister_id: canisterSelf(), chunk }]
+            args: [{ canister_id: store, chunk }]
         });
         return Uint8Array.from(reply.hash);
     });
 }
 
-export function clearChunkStore(): Promise<Result<null>> {
+export function clearChunkStore(store: Principal = canisterSelf()): Promise<Result<null>> {
     return guarded(MANAGEMENT, async () => {
         await call(MANAGEMENT, 'clear_chunk_store', {
             paramIdlTypes: [clear_chunk_store_args],
-            args: [{ canister_id: canisterSelf() }]
+            args: [{ canister_id: store }]
         });
         return null;
     });
@@ -109,7 +115,10 @@ export function createCanister(
                     cycles
                 }
             );
-            if ('Err' in reply) throw new Error(reply.Err.Refunded.create_error);
+            if ('Err' in reply) {
+                const { create_error, refund_amount } = reply.Err.Refunded;
+                throw new Error(`CMC: ${create_error} (refunded ${refund_amount} cycles)`);
+            }
             return reply.Ok;
         });
     }
@@ -143,22 +152,31 @@ export function createCanister(
     });
 }
 
-/** Installs (or upgrades) a shard from the factory's chunk store with `opt ShardInit`. */
+/**
+ * Installs, reinstalls (an empty canister whose first install failed) or upgrades a shard from a
+ * chunk store on its subnet (the factory's by default) with `opt ShardInit`.
+ */
 export function installShard(
     target: Principal,
-    mode: 'install' | 'upgrade',
+    mode: 'install' | 'reinstall' | 'upgrade',
     chunkHashes: Uint8Array[],
     moduleHash: Uint8Array,
-    init: ShardInit
+    init: ShardInit,
+    store: Principal = canisterSelf()
 ): Promise<Result<null>> {
     return guarded(MANAGEMENT, async () => {
         await call(MANAGEMENT, 'install_chunked_code', {
             paramIdlTypes: [install_chunked_code_args],
             args: [
                 {
-                    mode: mode === 'install' ? { install: null } : { upgrade: [] },
+                    mode:
+                        mode === 'upgrade'
+                            ? { upgrade: [] }
+                            : mode === 'reinstall'
+                              ? { reinstall: null }
+                              : { install: null },
                     target_canister: target,
-                    store_canister: [canisterSelf()],
+                    store_canister: [store],
                     chunk_hashes_list: chunkHashes.map((hash) => ({ hash })),
                     wasm_module_hash: moduleHash,
                     arg: new Uint8Array(IDL.encode([IDL.Opt(ShardInit)], [[init]])),

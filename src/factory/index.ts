@@ -49,6 +49,7 @@ import {
     slotTotal,
     validateMigrationRequest
 } from '../shared/migration';
+import { planLoanRebalance, slotLoadsFromCounts } from '../shared/rebalance';
 import { scalingRecommendations } from '../shared/scaling_policy';
 import { slotCounts } from '../shared/slot_map';
 import { Result, RoutingTable, ScalabilityConfig, ShardInfo, UnitResult } from '../shared/types';
@@ -57,6 +58,7 @@ import { callShard, clearChunkStore, pushRoutingTable, uploadChunk } from './ic'
 import {
     createShard,
     DEFAULT_UPGRADE_BATCH,
+    fetchSlotCounts,
     inGroups,
     MAX_UPGRADE_BATCH,
     scalingRound,
@@ -76,7 +78,9 @@ import {
 } from './registry';
 import {
     audit,
+    chunkKey,
     getAdmins,
+    getCmc,
     getConfig,
     getCounters,
     getPendingChunks,
@@ -90,7 +94,8 @@ import {
     setPendingChunks,
     setRouter,
     setWasm,
-    shards
+    shards,
+    wasmChunks
 } from './store';
 import { describeValue, invalidInput } from '../shared/errors';
 
@@ -103,6 +108,8 @@ const MAX_WASM_CHUNKS = MAX_WASM_TOTAL_BYTES / MAX_WASM_CHUNK_BYTES;
 const MAX_REGIONS = 64;
 /** The migration watchdog's period: resumes a migration whose driver trapped or was upgraded away. */
 const WATCHDOG_INTERVAL_S = 5;
+/** Slot moves one rebalance plans at most: each is a span of the migration unless adjacent. */
+const MAX_REBALANCE_SLOT_MOVES = 64;
 
 let scalingTimer: bigint | null = null;
 
@@ -118,6 +125,21 @@ function validRegion(region: string): string | null {
         return `at most ${MAX_REGION_LENGTH_CHARS} characters`;
     }
     if (!/^[a-z0-9_-]*$/.test(region)) return 'only a-z, 0-9, _ and -';
+    return null;
+}
+
+/**
+ * Why a region cannot be placed, or null. Without a placement table regions are labels (the shard
+ * lands on the factory's subnet); once regions are mapped to subnets, an unmapped one is refused
+ * rather than silently placed elsewhere, and a mapped one needs the CMC.
+ */
+function placementProblem(region: string): string | null {
+    if (region === '' || regions.len() === 0) return null;
+    if (!regions.containsKey(region)) {
+        const known = regions.keys(0, MAX_REGIONS).join(', ');
+        return `unknown region ${region} (known: ${known})`;
+    }
+    if (getCmc() === null) return `region ${region} needs the CMC: set_cmc_canister first`;
     return null;
 }
 
@@ -218,6 +240,8 @@ export default class {
         }
         const uploaded = await uploadChunk(chunk);
         if ('Err' in uploaded) return uploaded;
+        // Kept for shards on other subnets, which install from their own chunk store.
+        wasmChunks.insert(chunkKey(uploaded.Ok), Uint8Array.from(chunk));
         setPendingChunks([...getPendingChunks(), uploaded.Ok]);
         return uploaded;
     }
@@ -235,6 +259,10 @@ export default class {
         if (chunks.length === 0) return invalid('module_hash', 'no chunks uploaded');
         setWasm({ module_hash: Uint8Array.from(module_hash), chunk_hashes: chunks });
         setPendingChunks([]);
+        const kept = new Set(chunks.map(chunkKey));
+        for (const key of wasmChunks.keys(0, 2 * MAX_WASM_CHUNKS)) {
+            if (!kept.has(key)) wasmChunks.remove(key);
+        }
         log(caller, 'wasm_committed', `${chunks.length} chunks, sha256 ${hex(module_hash)}`);
         return { Ok: null };
     }
@@ -248,6 +276,7 @@ export default class {
         if ('Err' in cleared) return cleared;
         setWasm(null);
         setPendingChunks([]);
+        for (const key of wasmChunks.keys(0, 2 * MAX_WASM_CHUNKS)) wasmChunks.remove(key);
         log(caller, 'wasm_cleared', '');
         return { Ok: null };
     }
@@ -257,16 +286,19 @@ export default class {
     /**
      * Creates a data shard: create_canister with `shard_creation_cycles` and controllers [factory,
      * admins], install_chunked_code with `opt ShardInit`, registration, and (for every shard but
-     * the first) a migration that gives it its share of the slots. A region with a subnet in the
-     * placement table is created through the CMC when one is set (`set_cmc_canister`); otherwise
-     * on the factory's subnet, with the region recorded as given. Update; admins only.
+     * the first) a migration that gives it its share of the slots. A region mapped to a subnet
+     * (`set_region_subnet`) is created there through the CMC (`set_cmc_canister`) and installed
+     * from the new canister's own chunk store; with no region mapped at all, regions are labels and
+     * shards land on the factory's subnet; once any is mapped, an unmapped region is InvalidInput.
+     * A failed install keeps the empty canister (inactive) and the next creation in that region
+     * installs into it instead of paying for another. Update; admins only.
      */
     @update([opt(text)], Result(ShardInfo))
     async create_new_data_shard(region: [] | [string]): Promise<Result<ShardInfo>> {
         const caller = msgCaller();
         if (!isAdmin(caller)) return NOT_AUTHORIZED;
         const name = region[0] ?? '';
-        const bad = validRegion(name);
+        const bad = validRegion(name) ?? placementProblem(name);
         if (bad !== null) return invalid('region', bad);
         return createShard(name, caller);
     }
@@ -452,26 +484,51 @@ export default class {
     }
 
     /**
-     * Evens out slot counts over the writable shards (each ends with ⌊16384/n⌋ or ⌈16384/n⌉
-     * slots) and starts the moves as one migration; returns its id, or a note when nothing needs
-     * moving. It moves by slot counts: shards report loan counts per shard, not per slot, and
-     * hashing spreads borrowers evenly over slots. Update; admins only.
+     * Evens out loans over the writable shards: reads every shard's per-slot loan counts
+     * (`get_slot_counts`), plans with `planLoanRebalance` (greedy, heaviest to lightest shard, to
+     * within 5% of the mean) and starts the moves as one migration; returns its id, or a note when
+     * nothing needs moving. At most 64 slots move per call (each migrates as its own span unless
+     * adjacent): call again until it answers `balanced`. With no loans yet it evens out slot counts
+     * instead. Read-only shards keep their slots. Update; admins only.
      */
     @update([], Result(text))
-    rebalance_shards(): Result<string> {
+    async rebalance_shards(): Promise<Result<string>> {
         const caller = msgCaller();
         if (!isAdmin(caller)) return NOT_AUTHORIZED;
         const running = currentMigration();
         if (running !== null) return { Err: { Busy: { reason: `${running.id} is in flight` } } };
         const map = loadMap();
         if (map === null) return invalid('shards', 'no shards yet');
-        const writable = allShards().filter((r) => r.installed && !r.is_read_only);
-        const moves = planEvenSlots(
-            map,
-            writable.map((r) => r.shard_id)
-        );
-        if (moves.length === 0) return { Ok: 'balanced: nothing to move' };
-        return { Ok: beginMigration(planSpans(moves), 'rebalance', caller) };
+        const installed = allShards().filter((r) => r.installed);
+        const writable = installed.filter((r) => !r.is_read_only).map((r) => r.shard_id);
+        const owners = new Set(map.owners);
+        const counted = await fetchSlotCounts(installed.filter((r) => owners.has(r.shard_id)));
+        if ('Err' in counted) return counted;
+        // The table or a migration may have changed while the counts were read.
+        const now = loadMap();
+        const started = currentMigration();
+        if (started !== null) return { Err: { Busy: { reason: `${started.id} is in flight` } } };
+        if (now === null || now.epoch !== map.epoch) {
+            return { Err: { Busy: { reason: 'the routing table changed; retry' } } };
+        }
+        const loads = slotLoadsFromCounts(map, counted.Ok);
+        const total = loads.reduce((sum, x) => sum + x, 0);
+        let moves;
+        let reason: string;
+        if (total === 0) {
+            moves = planEvenSlots(map, writable);
+            reason = `no loans yet: even slot counts, ${moves.length} slot moves`;
+        } else {
+            const pinned = [...owners].filter((id) => !writable.includes(id));
+            const plan = planLoanRebalance(map, writable, pinned, loads, MAX_REBALANCE_SLOT_MOVES);
+            if ('error' in plan) return invalid('shards', plan.error);
+            moves = plan.moves;
+            reason = plan.reason;
+        }
+        if (moves.length === 0) return { Ok: `balanced: nothing to move (${reason})` };
+        const id = beginMigration(planSpans(moves), 'rebalance', caller);
+        log(caller, 'rebalance_planned', `${id}: ${reason}`);
+        return { Ok: id };
     }
 
     // ---- Upgrades -----------------------------------------------------------------------------

@@ -7,16 +7,19 @@ import { canisterSelf, isController, Principal, time } from 'azle';
 import { MAX_COMPOSITE_FANOUT, SLOT_COUNT } from '../shared/limits';
 import { planSpans } from '../shared/migration';
 import { decideScaling, finishScaleOut, ShardLoad } from '../shared/scaling_policy';
-import type { ShardInit } from '../shared/shard_api';
+import type { SlotCount } from '../shared/rebalance';
+import { MAX_SLOT_COUNT_PAGE, ShardInit, SlotCountPage } from '../shared/shard_api';
 import { addShard } from '../shared/slot_map';
 import type { ApiError, Result, ShardInfo, ShardMetrics } from '../shared/types';
 import {
     callShard,
     canisterStatus,
+    clearChunkStore,
     createCanister,
     depositCycles,
     installShard,
-    pushRoutingTable
+    pushRoutingTable,
+    uploadChunk
 } from './ic';
 import { beginMigration, currentMigration } from './migrator';
 import {
@@ -30,6 +33,7 @@ import {
     shardLoadOf
 } from './registry';
 import {
+    chunkKey,
     getAdmins,
     getCmc,
     getConfig,
@@ -44,7 +48,8 @@ import {
     setScalingState,
     ShardRecord,
     shards,
-    takeLease
+    takeLease,
+    wasmChunks
 } from './store';
 import { describeValue } from '../shared/errors';
 
@@ -110,39 +115,57 @@ export async function createShard(region: string, caller: Principal): Promise<Re
 async function createShardLocked(region: string, caller: Principal): Promise<Result<ShardInfo>> {
     const config = getConfig();
     const self = canisterSelf();
-    const controllers = [self, ...getAdmins().map((a) => Principal.fromText(a))];
-    if (isController(caller) && !controllers.some((c) => c.toText() === caller.toText())) {
-        controllers.push(caller);
-    }
     const subnet = region === '' ? undefined : regions.get(region);
     const cmc = getCmc();
     const placement = subnet !== undefined && cmc !== null ? { cmc, subnet } : null;
-    const created = await createCanister(
-        controllers.slice(0, 10),
-        config.shard_creation_cycles,
-        placement
+    const label = region === '' ? 'default' : region;
+    // A canister whose install failed earlier is installed again rather than paid for twice.
+    const spare = allShards().find(
+        (r) =>
+            !r.installed && r.region === label && (r.subnet ?? null) === (placement?.subnet ?? null)
     );
-    if ('Err' in created) {
-        log(caller, 'create_shard_failed', `create_canister: ${describe(created.Err)}`);
-        return created;
+    let record: ShardRecord;
+    if (spare !== undefined) {
+        record = spare;
+        log(
+            caller,
+            'shard_install_retried',
+            `shard ${spare.shard_id} (${spare.canister_id}): installing into the canister created before`
+        );
+    } else {
+        const controllers = [self, ...getAdmins().map((a) => Principal.fromText(a))];
+        if (isController(caller) && !controllers.some((c) => c.toText() === caller.toText())) {
+            controllers.push(caller);
+        }
+        const created = await createCanister(
+            controllers.slice(0, 10),
+            config.shard_creation_cycles,
+            placement
+        );
+        if ('Err' in created) {
+            log(caller, 'create_shard_failed', `create_canister: ${describe(created.Err)}`);
+            return created;
+        }
+        const counters = getCounters();
+        const shard_id = counters.next_shard_id;
+        setCounters({ ...counters, next_shard_id: shard_id + 1 });
+        record = {
+            shard_id,
+            canister_id: created.Ok.toText(),
+            created_at: time(),
+            region: label,
+            subnet: placement?.subnet ?? null,
+            is_active: false,
+            is_read_only: false,
+            installed: false,
+            memory_size_bytes: 0n,
+            cycles_balance: config.shard_creation_cycles,
+            metrics: null
+        };
+        shards.insert(shard_id, record);
     }
-    const counters = getCounters();
-    const shard_id = counters.next_shard_id;
-    setCounters({ ...counters, next_shard_id: shard_id + 1 });
+    const shard_id = record.shard_id;
     const first = loadMap() === null;
-    const record: ShardRecord = {
-        shard_id,
-        canister_id: created.Ok.toText(),
-        created_at: time(),
-        region: region === '' ? 'default' : region,
-        is_active: false,
-        is_read_only: false,
-        installed: false,
-        memory_size_bytes: 0n,
-        cycles_balance: config.shard_creation_cycles,
-        metrics: null
-    };
-    shards.insert(shard_id, record);
     const router = getRouter();
     const init: ShardInit = {
         shard_id,
@@ -153,26 +176,20 @@ async function createShardLocked(region: string, caller: Principal): Promise<Res
         max_loans: config.max_loans_per_shard,
         storage_capacity_bytes: config.shard_storage_capacity_bytes
     };
-    const wasm = getWasm();
-    if (wasm === null) return { Err: { NotFound: { what: 'shard wasm', id: '' } } };
-    const installed = await installShard(
-        created.Ok,
-        'install',
-        wasm.chunk_hashes,
-        wasm.module_hash,
-        init
-    );
+    const installed = await installOn(record, spare === undefined ? 'install' : 'reinstall', init);
     if ('Err' in installed) {
         log(
             caller,
             'create_shard_failed',
-            `shard ${shard_id} (${record.canister_id}) created but not installed: ${describe(installed.Err)}`
+            `shard ${shard_id} (${record.canister_id}) created but not installed: ` +
+                `${describe(installed.Err)}; kept inactive and empty, the next creation in ` +
+                `region ${label} installs into it`
         );
         return installed;
     }
     const live = { ...record, is_active: true, installed: true };
     shards.insert(shard_id, live);
-    const placed = placement === null ? 'own subnet' : `subnet ${placement.subnet} via CMC`;
+    const placed = placement === null ? 'own subnet' : `subnet ${placement.subnet} via the CMC`;
     log(
         caller,
         'shard_created',
@@ -191,6 +208,51 @@ async function createShardLocked(region: string, caller: Principal): Promise<Res
     return { Ok: shardInfo(live, first ? SLOT_COUNT : 0) };
 }
 
+/**
+ * Installs the committed Wasm on a shard. A shard on the factory's subnet installs from the
+ * factory's chunk store. One placed on another subnet through the CMC cannot (install_chunked_code
+ * needs the store on the target's subnet), so the factory uploads the chunks into the shard's own
+ * store, installs from there and clears it (stored chunks cost cycles). That works at any Wasm size,
+ * where a plain install_code would stop at the 2 MiB cross-subnet message limit.
+ */
+async function installOn(
+    record: ShardRecord,
+    mode: 'install' | 'reinstall' | 'upgrade',
+    init: ShardInit
+): Promise<Result<null>> {
+    const wasm = getWasm();
+    if (wasm === null) return { Err: { NotFound: { what: 'shard wasm', id: '' } } };
+    const target = Principal.fromText(record.canister_id);
+    if ((record.subnet ?? null) === null) {
+        return installShard(target, mode, wasm.chunk_hashes, wasm.module_hash, init);
+    }
+    for (const hash of wasm.chunk_hashes) {
+        const bytes = wasmChunks.get(chunkKey(hash));
+        if (bytes === undefined) {
+            return { Err: { NotFound: { what: 'shard wasm chunk', id: chunkKey(hash) } } };
+        }
+        const uploaded = await uploadChunk(bytes, target);
+        if ('Err' in uploaded) return uploaded;
+    }
+    const installed = await installShard(
+        target,
+        mode,
+        wasm.chunk_hashes,
+        wasm.module_hash,
+        init,
+        target
+    );
+    const cleared = await clearChunkStore(target);
+    if ('Err' in cleared) {
+        log(
+            canisterSelf(),
+            'chunk_store_not_cleared',
+            `shard ${record.shard_id}: ${describe(cleared.Err)}`
+        );
+    }
+    return installed;
+}
+
 /** Plans addShard for a new (empty) shard and starts the migration that fills it. */
 function startNewShardMigration(shard_id: number, caller: Principal): string | null {
     const map = loadMap();
@@ -202,6 +264,43 @@ function startNewShardMigration(shard_id: number, caller: Principal): string | n
     }
     const reason = getScalingState().in_flight ? 'scale_out' : 'new_shard';
     return beginMigration(planSpans(plan.value.moves), reason, caller);
+}
+
+/**
+ * Every listed shard's per-slot loan counts (`get_slot_counts`, paged), shards in parallel groups.
+ * The first shard that fails makes the whole answer that error: a plan from partial counts would
+ * move the wrong slots.
+ */
+export async function fetchSlotCounts(
+    records: ShardRecord[]
+): Promise<Result<Map<number, SlotCount[]>>> {
+    const results = await inGroups(
+        records,
+        MAX_COMPOSITE_FANOUT,
+        async (r): Promise<Result<SlotCount[]>> => {
+            const out: SlotCount[] = [];
+            let cursor: [] | [number] = [];
+            for (let page = 0; page <= SLOT_COUNT / MAX_SLOT_COUNT_PAGE; page++) {
+                const res: Result<SlotCountPage> = await callShard<SlotCountPage>(
+                    r.canister_id,
+                    'get_slot_counts',
+                    [cursor, [MAX_SLOT_COUNT_PAGE]]
+                );
+                if ('Err' in res) return res;
+                out.push(...res.Ok.counts);
+                if (res.Ok.next_cursor.length === 0) break;
+                cursor = res.Ok.next_cursor;
+            }
+            return { Ok: out };
+        }
+    );
+    const counts = new Map<number, SlotCount[]>();
+    for (let i = 0; i < records.length; i++) {
+        const res = results[i];
+        if ('Err' in res) return res;
+        counts.set(records[i].shard_id, res.Ok);
+    }
+    return { Ok: counts };
 }
 
 /** Fetches every installed shard's metrics (in parallel groups) into the registry. */
@@ -320,13 +419,7 @@ export async function upgradeAll(batch: number, caller: Principal): Promise<Resu
                         max_loans: getConfig().max_loans_per_shard,
                         storage_capacity_bytes: getConfig().shard_storage_capacity_bytes
                     };
-                    return installShard(
-                        Principal.fromText(r.canister_id),
-                        'upgrade',
-                        wasm.chunk_hashes,
-                        wasm.module_hash,
-                        init
-                    );
+                    return installOn(r, 'upgrade', init);
                 })
             );
             results.forEach((res, k) => {

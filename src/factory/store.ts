@@ -6,7 +6,7 @@ import { Principal, StableBTreeMap } from 'azle';
 
 import { DEFAULT_FACTORY_CONFIG } from '../shared/factory_api';
 import { MAX_AUDIT_LOG_ENTRIES } from '../shared/limits';
-import { u32Key, u64Key } from '../shared/stable_keys';
+import { rawBytes, u32Key, u64Key } from '../shared/stable_keys';
 import type { MigrationState } from '../shared/migration';
 import { initialScalingState, ScalingState } from '../shared/scaling_policy';
 import type { ScalabilityConfig, ShardMetrics, SlotRange } from '../shared/types';
@@ -19,8 +19,13 @@ export interface ShardRecord {
     region: string;
     is_active: boolean;
     is_read_only: boolean;
-    /** Set once install_chunked_code succeeded; a failed install leaves an inactive record. */
+    /**
+     * Set once install_chunked_code succeeded. A failed install leaves an inactive record whose
+     * (empty) canister the next creation in the same region installs, so no cycles are lost.
+     */
     installed: boolean;
+    /** The subnet chosen through the CMC (text), or absent/null for the factory's own subnet. */
+    subnet?: string | null;
     memory_size_bytes: bigint;
     cycles_balance: bigint;
     metrics: ShardMetrics | null;
@@ -55,7 +60,8 @@ export const MEMORY = {
     shards: 1,
     audit: 2,
     migrations: 3,
-    regions: 4
+    regions: 4,
+    wasmChunks: 5
 } as const;
 
 const meta = new StableBTreeMap<string, unknown>(MEMORY.meta);
@@ -64,6 +70,21 @@ export const audit = new StableBTreeMap<bigint, StoredAuditEntry>(MEMORY.audit, 
 export const migrations = new StableBTreeMap<string, MigrationState>(MEMORY.migrations);
 /** Region name → subnet id (text), for placement through the Cycles Minting Canister. */
 export const regions = new StableBTreeMap<string, string>(MEMORY.regions);
+/**
+ * The shard Wasm's chunk bytes by sha256 (hex), pending and committed: a shard on another subnet
+ * cannot install from the factory's chunk store (it must be on the target's subnet), so the factory
+ * uploads these to the new canister's own store.
+ */
+export const wasmChunks = new StableBTreeMap<string, Uint8Array>(
+    MEMORY.wasmChunks,
+    undefined,
+    rawBytes
+);
+
+/** The key of a chunk's bytes in `wasmChunks`: its sha256 as hex. */
+export function chunkKey(hash: Uint8Array): string {
+    return [...hash].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
 
 function getMeta<T>(key: string, fallback: T): T {
     const value = meta.get(key);

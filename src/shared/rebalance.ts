@@ -8,7 +8,7 @@
  */
 import { SLOT_COUNT } from './hash';
 import { MAX_SHARDS } from './limits';
-import type { SlotMove } from './slot_map';
+import type { SlotMap, SlotMove } from './slot_map';
 
 /** Largest `maxMoves` accepted; the planner's work is O(maxMoves × (shards + slots per shard)). */
 export const MAX_REBALANCE_MOVES = SLOT_COUNT;
@@ -21,6 +21,11 @@ export interface RebalanceInput {
     owners: ArrayLike<number>;
     /** Shards that take part; may include empty (new) shards, which receive slots. */
     shardIds: number[];
+    /**
+     * Shards that own slots but take no part (e.g. read-only shards): their slots stay where they
+     * are and count towards no mean. Disjoint from `shardIds`. Default none.
+     */
+    pinnedShardIds?: number[];
     /** Target: max shard load / mean shard load ≤ 1 + epsilon. */
     epsilon: number;
     /** Bound on slot moves in the plan, 0..MAX_REBALANCE_MOVES. */
@@ -51,6 +56,10 @@ function invalid(field: keyof RebalanceInput, reason: string): RebalanceResult {
 
 function validate(input: RebalanceInput): RebalanceResult | null {
     const { slotLoads, owners, shardIds, epsilon, maxMoves } = input;
+    const pinned = input.pinnedShardIds ?? [];
+    if (pinned.length > MAX_SHARDS || pinned.some((id) => shardIds.includes(id))) {
+        return invalid('pinnedShardIds', `at most ${MAX_SHARDS}, none of them in shardIds`);
+    }
     if (slotLoads.length !== SLOT_COUNT) return invalid('slotLoads', `need ${SLOT_COUNT} entries`);
     for (let slot = 0; slot < SLOT_COUNT; slot++) {
         const load = slotLoads[slot];
@@ -145,10 +154,15 @@ export function planRebalance(input: RebalanceInput): RebalanceResult {
 
     const indexOf = new Map<number, number>();
     shardIds.forEach((id, i) => indexOf.set(id, i));
+    const pinned = new Set(input.pinnedShardIds ?? []);
     const loads: number[] = shardIds.map(() => 0);
     const slotsByShard: number[][] = shardIds.map(() => []);
     const current = new Int32Array(SLOT_COUNT);
     for (let slot = 0; slot < SLOT_COUNT; slot++) {
+        if (pinned.has(owners[slot])) {
+            current[slot] = -1;
+            continue;
+        }
         const index = indexOf.get(owners[slot]);
         if (index === undefined) {
             return { ok: false, error: { kind: 'UnknownOwner', slot, shard_id: owners[slot] } };
@@ -184,6 +198,7 @@ export function planRebalance(input: RebalanceInput): RebalanceResult {
     // A slot moved twice in the plan migrates once, from its original owner to its final one.
     const moves: SlotMove[] = [];
     for (let slot = 0; slot < SLOT_COUNT; slot++) {
+        if (current[slot] === -1) continue;
         const to = shardIds[current[slot]];
         if (to !== owners[slot]) moves.push({ slot, from: owners[slot], to });
     }
@@ -195,5 +210,76 @@ export function planRebalance(input: RebalanceInput): RebalanceResult {
             max_over_mean_after: maxOverMean(loads, mean),
             balanced: mean === 0 || loads[extreme(loads, 1)] <= limit
         }
+    };
+}
+
+/** One slot's loan count as a shard reports it (`get_slot_counts`). */
+export interface SlotCount {
+    slot: number;
+    count: bigint | number;
+}
+
+/**
+ * Loans per slot from each shard's reported counts, trusting for each slot only the shard the map
+ * says owns it: a source still deleting a moved slot, or a target importing one, reports loans it
+ * does not serve. Counts for slots out of range are ignored.
+ */
+export function slotLoadsFromCounts(
+    map: SlotMap,
+    counts: ReadonlyMap<number, readonly SlotCount[]>
+): Float64Array {
+    const loads = new Float64Array(SLOT_COUNT);
+    for (const [shard_id, entries] of counts) {
+        for (const { slot, count } of entries) {
+            if (slot >= 0 && slot < SLOT_COUNT && map.owners[slot] === shard_id) {
+                loads[slot] = Number(count);
+            }
+        }
+    }
+    return loads;
+}
+
+/** Max shard load over mean at which a rebalance by loans stops: within 5% of the mean. */
+export const LOAN_REBALANCE_EPSILON = 0.05;
+
+/**
+ * The factory's rebalance: moves slots so loans, not slot counts, are even over `writable` shards
+ * (others keep their slots), at most `maxMoves` slots (a migration's span bound; the next rebalance
+ * moves the rest). `reason` says what the plan achieves, for the audit log.
+ *
+ * @example planLoanRebalance(map, [1, 2], [], loads, 256) // moves loaded slots from 1 to 2
+ */
+export function planLoanRebalance(
+    map: SlotMap,
+    writable: number[],
+    pinned: number[],
+    slotLoads: ArrayLike<number>,
+    maxMoves: number
+): { moves: SlotMove[]; reason: string } | { error: string } {
+    const result = planRebalance({
+        slotLoads,
+        owners: map.owners,
+        shardIds: writable,
+        pinnedShardIds: pinned,
+        epsilon: LOAN_REBALANCE_EPSILON,
+        maxMoves
+    });
+    if (!result.ok) {
+        const e = result.error;
+        return {
+            error:
+                e.kind === 'UnknownOwner'
+                    ? `slot ${e.slot} is owned by unknown shard ${e.shard_id}`
+                    : `${e.field}: ${e.reason}`
+        };
+    }
+    const plan = result.value;
+    const fmt = (x: number): string => x.toFixed(3);
+    return {
+        moves: plan.moves,
+        reason:
+            `loans max/mean ${fmt(plan.max_over_mean_before)} -> ${fmt(plan.max_over_mean_after)}` +
+            ` with ${plan.moves.length} slot moves` +
+            (plan.balanced ? '' : ' (move bound reached or a slot heavier than the gap)')
     };
 }

@@ -2,12 +2,15 @@ import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import { SLOT_COUNT } from '../../src/shared/hash';
 import {
+    LOAN_REBALANCE_EPSILON,
+    planLoanRebalance,
     planRebalance,
+    slotLoadsFromCounts,
     MAX_REBALANCE_MOVES,
     type RebalanceInput,
     type RebalancePlan
 } from '../../src/shared/rebalance';
-import { createSlotMap } from '../../src/shared/slot_map';
+import { createSlotMap, type SlotMap } from '../../src/shared/slot_map';
 import { mulberry32Unit } from '../../bench/prng';
 
 function plan(input: RebalanceInput): RebalancePlan {
@@ -231,5 +234,122 @@ describe('planRebalance', () => {
             ),
             { numRuns: 40 }
         );
+    });
+});
+
+describe("rebalance by loans (the factory's rebalance_shards)", () => {
+    function halves(): SlotMap {
+        const map = createSlotMap([1, 2]);
+        if (!map.ok) throw new Error('map');
+        return map.value;
+    }
+
+    it("trusts a slot count only from the slot's owner", () => {
+        const map = halves();
+        const ownedBy1 = map.owners.indexOf(1);
+        const ownedBy2 = map.owners.indexOf(2);
+        const loads = slotLoadsFromCounts(
+            map,
+            new Map([
+                // Shard 1 still holds loans of a slot shard 2 now owns (deletion pending).
+                [
+                    1,
+                    [
+                        { slot: ownedBy1, count: 7n },
+                        { slot: ownedBy2, count: 99n }
+                    ]
+                ],
+                [
+                    2,
+                    [
+                        { slot: ownedBy2, count: 3n },
+                        { slot: SLOT_COUNT + 5, count: 1n }
+                    ]
+                ]
+            ])
+        );
+        expect(loads[ownedBy1]).toBe(7);
+        expect(loads[ownedBy2]).toBe(3);
+        expect(loads.reduce((a, b) => a + b, 0)).toBe(10);
+    });
+
+    it('moves loaded slots off the shard holding every loan although slot counts are even', () => {
+        const map = halves();
+        const loads = new Float64Array(SLOT_COUNT);
+        const heavy: number[] = [];
+        for (let slot = 0; slot < SLOT_COUNT && heavy.length < 8; slot += 1_001) {
+            if (map.owners[slot] === 1) heavy.push(slot);
+        }
+        for (const slot of heavy) loads[slot] = 10;
+        const plan = planLoanRebalance(map, [1, 2], [], loads, 64);
+        if ('error' in plan) throw new Error(plan.error);
+        expect(plan.moves).toHaveLength(4);
+        expect(plan.moves.every((m) => m.from === 1 && m.to === 2 && heavy.includes(m.slot))).toBe(
+            true
+        );
+        expect(plan.reason).toBe('loans max/mean 2.000 -> 1.000 with 4 slot moves');
+    });
+
+    it("leaves pinned (read-only) shards' slots where they are and out of the mean", () => {
+        const map = createSlotMap([1, 2, 3]);
+        if (!map.ok) throw new Error('map');
+        const loads = new Float64Array(SLOT_COUNT).fill(0);
+        for (let slot = 0; slot < SLOT_COUNT; slot++) {
+            loads[slot] = map.value.owners[slot] === 1 ? 2 : map.value.owners[slot] === 3 ? 50 : 0;
+        }
+        const plan = planLoanRebalance(map.value, [1, 2], [3], loads, SLOT_COUNT);
+        if ('error' in plan) throw new Error(plan.error);
+        expect(plan.moves.length).toBeGreaterThan(0);
+        expect(plan.moves.every((m) => m.from === 1 && m.to === 2)).toBe(true);
+        // Without pinning shard 3, its slots belong to nobody the planner knows.
+        expect(planLoanRebalance(map.value, [1, 2], [], loads, 10)).toEqual({
+            error: expect.stringMatching(/owned by unknown shard 3/)
+        });
+        expect(planLoanRebalance(map.value, [1, 2], [2], loads, 10)).toEqual({
+            error: expect.stringMatching(/pinnedShardIds/)
+        });
+    });
+
+    it('never raises the heaviest writable shard and stays within the move bound (property)', () => {
+        fc.assert(
+            fc.property(
+                fc.integer({ min: 0, max: 2 ** 31 }),
+                fc.integer({ min: 2, max: 8 }),
+                fc.integer({ min: 0, max: 64 }),
+                (seed, n, maxMoves) => {
+                    const next = mulberry32Unit(seed);
+                    const ids = Array.from({ length: n }, (_, i) => i + 1);
+                    const map = createSlotMap(ids);
+                    if (!map.ok) throw new Error('map');
+                    const loads = new Float64Array(SLOT_COUNT);
+                    for (let slot = 0; slot < SLOT_COUNT; slot++) {
+                        loads[slot] = next() < 0.05 ? Math.floor(next() * 100) : 0;
+                    }
+                    const pinned = [n];
+                    const writable = ids.slice(0, n - 1);
+                    const plan = planLoanRebalance(map.value, writable, pinned, loads, maxMoves);
+                    if ('error' in plan) throw new Error(plan.error);
+                    expect(plan.moves.length).toBeLessThanOrEqual(maxMoves);
+                    const before = shardLoads(loads, map.value.owners, ids);
+                    const after = shardLoads(
+                        loads,
+                        apply(map.value.owners, {
+                            ...plan,
+                            max_over_mean_before: 0,
+                            max_over_mean_after: 0,
+                            balanced: false
+                        }),
+                        ids
+                    );
+                    const maxOf = (m: Map<number, number>) =>
+                        Math.max(...writable.map((id) => m.get(id) ?? 0));
+                    expect(maxOf(after)).toBeLessThanOrEqual(maxOf(before) + 1e-9);
+                    expect(after.get(n)).toBe(before.get(n));
+                    expect(plan.moves.every((m) => m.from !== n && m.to !== n)).toBe(true);
+                }
+            ),
+            { numRuns: 40 }
+        );
+        expect(LOAN_REBALANCE_EPSILON).toBe(0.05);
     });
 });
