@@ -23,3 +23,14 @@ export {
 } from './src/engine';
 export { MANAGEMENT_ID, canisterIdFromIndex } from './src/ids';
 export { managementIdlFactory } from './src/management_idl';
+export {
+    BAD_REQUEST_CYCLES_PENALTY,
+    CMC_ID,
+    cmcIdlFactory,
+    CREATE_CANISTER_MIN_CYCLES
+} from './src/cmc';
+// ---- HTTP interface (src/http) ----
+export { IcHttpServer } from './src/http/server';
+export type { IcHttpServerOptions } from './src/http/server';
+export { NetworkKeys } from './src/http/keys';
+// ---- end HTTP interface ----

@@ -13,6 +13,13 @@ import {
     type Origin,
     type Response
 } from './canister';
+import {
+    CMC_ID,
+    created as cmcCreated,
+    creationFailed as cmcCreationFailed,
+    planCmcRequest,
+    type CmcHost
+} from './cmc';
 import { ErrorCode, RejectCode, reject, type Reject } from './errors';
 import { canisterIdFromIndex, canisterIndex, MANAGEMENT_ID, subnetIdFor } from './ids';
 import { instrumentForCounting } from './instrument';
@@ -130,10 +137,16 @@ export type IngressStatus =
 export interface EngineOptions {
     subnets?: { region?: string }[];
     countInstructions?: boolean;
+    /** Emulate the Cycles Minting Canister at its mainnet id on subnet 0 (`src/cmc.ts`). */
+    cmc?: boolean;
     seed?: number;
     initialTimeMs?: number;
     traceCapacity?: number;
     onDebugPrint?: (canisterId: string, text: string) => void;
+    // ---- wall-clock hook (src/http: a served network) ----
+    /** The clock follows real time: each round starts at max(previous + 1 ns, now). */
+    wallClock?: boolean;
+    // ---- end wall-clock hook ----
 }
 
 interface StopWaiter {
@@ -148,6 +161,12 @@ export class Engine {
     readonly subnets: SubnetInfo[];
     readonly canisters = new Map<string, Canister>();
     readonly countInstructions: boolean;
+    /** Wall-clock mode (`EngineOptions.wallClock`). */
+    readonly wallClock: boolean;
+    // ---- persistence hook (src/http/persist.ts) ----
+    /** Installed module bytes by module hash (hex), so a network can be saved; unused ones pruned. */
+    readonly moduleBytes = new Map<string, Uint8Array>();
+    // ---- end persistence hook ----
     round = 0;
     timeNs: bigint;
     private inFlight: InFlight[] = [];
@@ -167,6 +186,12 @@ export class Engine {
     private readonly seed: number;
     private readonly onDebugPrint?: (canisterId: string, text: string) => void;
     private readonly host: Host;
+    // ---- Cycles Minting Canister hook (src/cmc.ts) ----
+    private readonly cmcEnabled: boolean;
+    private cmcQueue: Extract<Message, { type: 'request' }>[] = [];
+    /** CMC work waiting for its management hop on another subnet: run at `round`. */
+    private cmcLater: { round: number; run: () => void }[] = [];
+    // ---- end CMC hook ----
 
     constructor(options: EngineOptions = {}) {
         const subnets = options.subnets?.length ? options.subnets : [{}];
@@ -180,8 +205,11 @@ export class Engine {
         }));
         this.mgmtQueues = this.subnets.map(() => []);
         this.countInstructions = options.countInstructions ?? false;
+        this.cmcEnabled = options.cmc ?? false;
         this.seed = options.seed ?? 42;
         this.timeNs = BigInt(options.initialTimeMs ?? Date.UTC(2026, 0, 1)) * 1_000_000n;
+        this.wallClock = options.wallClock ?? false;
+        if (this.wallClock) this.timeNs = BigInt(Date.now()) * 1_000_000n;
         this.traceCapacity = options.traceCapacity ?? 10_000;
         this.onDebugPrint = options.onDebugPrint;
         this.host = {
@@ -239,7 +267,7 @@ export class Engine {
             if (subnet.nextIndex > subnet.rangeEnd)
                 throw new Error('subnet canister range exhausted');
             const next = canisterIdFromIndex(subnet.nextIndex++);
-            if (!this.canisters.has(next.toText())) id = next;
+            if (!this.canisters.has(next.toText()) && !this.isCmc(next)) id = next;
         }
         if (id === undefined) throw new Error('no free canister id');
         const c = new Canister(id, subnet.index, controllers, cycles, this.host);
@@ -255,6 +283,18 @@ export class Engine {
         // As the replica: the module hash is over the bytes as installed (gzipped or not).
         const moduleHash = sha256(wasm);
         const key = `${Buffer.from(moduleHash).toString('hex')}:${this.countInstructions}`;
+        // ---- persistence hook: keep the bytes of modules in use (bounded by the canisters) ----
+        if (this.moduleBytes.size >= MAX_CACHED_MODULES) {
+            const used = new Set(
+                [...this.canisters.values()].map((x) =>
+                    x.code ? Buffer.from(x.code.moduleHash).toString('hex') : ''
+                )
+            );
+            for (const h of [...this.moduleBytes.keys()])
+                if (!used.has(h)) this.moduleBytes.delete(h);
+        }
+        this.moduleBytes.set(Buffer.from(moduleHash).toString('hex'), wasm);
+        // ---- end persistence hook ----
         const cached = MODULE_CACHE.get(key);
         if (cached) return cached;
         const raw = decodeModule(wasm);
@@ -708,6 +748,16 @@ export class Engine {
                 // A trapping callback is rolled back alone (nested transaction), then cleaned up.
                 const cr = c.execute(isReply ? call.callback.reply : call.callback.reject, cbCtx);
                 budget.instructions += cr.instructions;
+                // Traced like an update's response, so the trace sums to the call graph's total.
+                this.record(
+                    c,
+                    call.method,
+                    'query',
+                    call.callee,
+                    cr.instructions,
+                    outcomeOf(cr),
+                    'callback'
+                );
                 if (cr.trap) {
                     lastTrap = cr;
                     if (call.callback.cleanup) {
@@ -722,6 +772,15 @@ export class Engine {
                             rejectCode: cbCtx.rejectCode
                         });
                         budget.instructions += cl.instructions;
+                        this.record(
+                            c,
+                            call.method,
+                            'query',
+                            call.callee,
+                            cl.instructions,
+                            cl.trap ? 'trap' : 'no-response',
+                            'cleanup'
+                        );
                     }
                     continue;
                 }
@@ -802,9 +861,14 @@ export class Engine {
     tick(): void {
         this.round += 1;
         this.timeNs += 1n;
+        if (this.wallClock) {
+            const wallNs = BigInt(Date.now()) * 1_000_000n;
+            if (wallNs > this.timeNs) this.timeNs = wallNs;
+        }
         const due = this.inFlight.filter((f) => f.deliverRound <= this.round);
         this.inFlight = this.inFlight.filter((f) => f.deliverRound > this.round);
         for (const f of due) this.enqueue(f.msg);
+        this.runDueCmcWork();
         for (const d of this.delayedIngress.filter((x) => x.round <= this.round)) {
             this.ingress.set(d.id, d.status);
         }
@@ -830,6 +894,10 @@ export class Engine {
                     this.handleManagement(m);
                 }
             }
+            for (const m of this.cmcQueue.splice(0)) {
+                worked = true;
+                this.handleCmc(m);
+            }
             for (const c of [...this.canisters.values()]) {
                 const q = this.queues.get(c.id.toText());
                 if (!q || q.length === 0) continue;
@@ -848,6 +916,7 @@ export class Engine {
             return false;
         }
         if (this.mgmtQueues.some((q) => q.length)) return false;
+        if (this.cmcQueue.length || this.cmcLater.length) return false;
         for (const q of this.queues.values()) if (q.length) return false;
         return true;
     }
@@ -855,6 +924,10 @@ export class Engine {
     private enqueue(msg: Message): void {
         if (msg.to.toText() === MANAGEMENT_ID.toText() && msg.type === 'request') {
             this.mgmtQueues[msg.subnet].push(msg);
+            return;
+        }
+        if (msg.type === 'request' && this.isCmc(msg.to)) {
+            this.cmcQueue.push(msg);
             return;
         }
         const q = this.queues.get(msg.to.toText());
@@ -1294,6 +1367,76 @@ export class Engine {
         const s = this.effectiveSubnet(call.method, call.arg);
         const m = MANAGEMENT_METHODS[call.method];
         return m && m.args.length ? s : c.subnetIndex;
+    }
+
+    // ---- Cycles Minting Canister (src/cmc.ts) --------------------------------------------------
+
+    /** Whether `p` is the emulated CMC (when enabled). */
+    isCmc(p: Principal): boolean {
+        return this.cmcEnabled && p.toText() === CMC_ID.toText();
+    }
+
+    private runDueCmcWork(): void {
+        const due = this.cmcLater.filter((w) => w.round <= this.round);
+        this.cmcLater = this.cmcLater.filter((w) => w.round > this.round);
+        for (const w of due) w.run();
+    }
+
+    /**
+     * A request to the CMC: answered at once when refused; otherwise the canister is created when
+     * the CMC's call reaches the chosen subnet, and the answer leaves the CMC when the reply is back.
+     */
+    private handleCmc(m: Extract<Message, { type: 'request' }>): void {
+        const home = this.subnetOf(CMC_ID)!.index;
+        const host: CmcHost = {
+            subnets: this.subnets,
+            canisterCount: (i) =>
+                [...this.canisters.values()].filter((c) => c.subnetIndex === i).length,
+            createFee: CREATE_CANISTER_FEE,
+            maxControllers: LIMITS.max_controllers
+        };
+        const plan = planCmcRequest(host, {
+            method: m.method,
+            arg: m.arg,
+            caller: m.caller,
+            cycles: m.cycles
+        });
+        if (plan.kind === 'reject') {
+            this.answer(
+                m.origin,
+                { reject: { code: plan.code, message: plan.message } },
+                m.cycles,
+                home
+            );
+            return;
+        }
+        if (plan.kind === 'reply') {
+            this.answer(m.origin, { reply: plan.reply }, plan.refund, home);
+            return;
+        }
+        const hop = plan.subnetIndex === home ? 0 : XNET_LATENCY_ROUNDS;
+        const later = (rounds: number, run: () => void) => {
+            if (rounds === 0) run();
+            else if (this.cmcLater.length >= MAX_IN_FLIGHT)
+                throw new Error('too much CMC work in flight');
+            else this.cmcLater.push({ round: this.round + rounds, run });
+        };
+        later(hop, () => {
+            let outcome: { reply: Uint8Array; refund: bigint };
+            try {
+                const c = this.createCanister(
+                    this.subnets[plan.subnetIndex],
+                    plan.controllers,
+                    plan.cycles
+                );
+                if (plan.freezingThreshold !== undefined)
+                    c.freezingThreshold = plan.freezingThreshold;
+                outcome = { reply: cmcCreated(c.id), refund: 0n };
+            } catch (e) {
+                outcome = cmcCreationFailed(m.cycles, (e as Error).message);
+            }
+            later(hop, () => this.answer(m.origin, { reply: outcome.reply }, outcome.refund, home));
+        });
     }
 
     // ---- management canister ------------------------------------------------------------------

@@ -626,6 +626,43 @@ export interface _SERVICE {
           { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
       }
   >,
+  'get_slot_counts' : ActorMethod<
+    [[] | [number], [] | [number]],
+    {
+        'Ok' : {
+          'next_cursor' : [] | [number],
+          'counts' : Array<{ 'count' : bigint, 'slot' : number }>,
+        }
+      } |
+      {
+        'Err' : {
+            'CallFailed' : {
+              'reject_code' : number,
+              'message' : string,
+              'callee' : Principal,
+            }
+          } |
+          { 'InvalidInput' : { 'field' : string, 'reason' : string } } |
+          { 'Busy' : { 'reason' : string } } |
+          { 'WrongShard' : { 'slot' : number, 'epoch' : bigint } } |
+          { 'CapacityExceeded' : { 'resource' : string, 'limit' : bigint } } |
+          { 'ReadOnly' : { 'retriable' : boolean, 'reason' : string } } |
+          {
+            'InvalidTransition' : {
+              'action' : string,
+              'from' : { 'Repaid' : null } |
+                { 'Active' : null } |
+                { 'Approved' : null } |
+                { 'PendingApplication' : null } |
+                { 'Defaulted' : null } |
+                { 'PendingApproval' : null },
+            }
+          } |
+          { 'NotFound' : { 'id' : string, 'what' : string } } |
+          { 'NotAuthorized' : null } |
+          { 'ShardUnavailable' : { 'shard_id' : number, 'reason' : string } }
+      }
+  >,
   'import_loans' : ActorMethod<
     [
       Array<

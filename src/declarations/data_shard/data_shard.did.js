@@ -871,6 +871,61 @@ export const idlFactory = ({ IDL }) => {
         ],
         ['query'],
       ),
+    'get_slot_counts' : IDL.Func(
+        [IDL.Opt(IDL.Nat32), IDL.Opt(IDL.Nat32)],
+        [
+          IDL.Variant({
+            'Ok' : IDL.Record({
+              'next_cursor' : IDL.Opt(IDL.Nat32),
+              'counts' : IDL.Vec(
+                IDL.Record({ 'count' : IDL.Nat64, 'slot' : IDL.Nat32 })
+              ),
+            }),
+            'Err' : IDL.Variant({
+              'CallFailed' : IDL.Record({
+                'reject_code' : IDL.Nat32,
+                'message' : IDL.Text,
+                'callee' : IDL.Principal,
+              }),
+              'InvalidInput' : IDL.Record({
+                'field' : IDL.Text,
+                'reason' : IDL.Text,
+              }),
+              'Busy' : IDL.Record({ 'reason' : IDL.Text }),
+              'WrongShard' : IDL.Record({
+                'slot' : IDL.Nat32,
+                'epoch' : IDL.Nat64,
+              }),
+              'CapacityExceeded' : IDL.Record({
+                'resource' : IDL.Text,
+                'limit' : IDL.Nat64,
+              }),
+              'ReadOnly' : IDL.Record({
+                'retriable' : IDL.Bool,
+                'reason' : IDL.Text,
+              }),
+              'InvalidTransition' : IDL.Record({
+                'action' : IDL.Text,
+                'from' : IDL.Variant({
+                  'Repaid' : IDL.Null,
+                  'Active' : IDL.Null,
+                  'Approved' : IDL.Null,
+                  'PendingApplication' : IDL.Null,
+                  'Defaulted' : IDL.Null,
+                  'PendingApproval' : IDL.Null,
+                }),
+              }),
+              'NotFound' : IDL.Record({ 'id' : IDL.Text, 'what' : IDL.Text }),
+              'NotAuthorized' : IDL.Null,
+              'ShardUnavailable' : IDL.Record({
+                'shard_id' : IDL.Nat32,
+                'reason' : IDL.Text,
+              }),
+            }),
+          }),
+        ],
+        ['query'],
+      ),
     'import_loans' : IDL.Func(
         [
           IDL.Vec(
