@@ -2,22 +2,20 @@
  * Helpers of the factory tests: deploy the factory, upload the shard Wasm in ≤ 1 MiB chunks, drive
  * rounds until a migration ends, and read shards as the router does.
  */
-import { createHash } from 'node:crypto';
-
 import { IDL } from '@dfinity/candid';
 import { Principal } from '@dfinity/principal';
 import { expect } from 'vitest';
 
 import type { Actor } from '../../emulator';
 import type { TestIc } from '../../emulator/harness';
+import { awaitMigration, uploadShardWasm as uploadWasm } from '../../scripts/lib/provision';
 import type { _SERVICE as FactoryService } from '../../src/declarations/factory/factory.did';
 import { idlFactory as factoryIdl } from '../../src/declarations/factory/factory.did.js';
-import { FactoryInit, MigrationInfo } from '../../src/shared/factory_api';
-import { MAX_WASM_CHUNK_BYTES } from '../../src/shared/limits';
+import { FactoryInit, type MigrationInfo } from '../../src/shared/factory_api';
 import { shardIdlFactory } from '../../src/shared/shard_api';
 import type { ShardStats } from '../../src/shared/shard_api';
 import type { Loan, NewLoan, Result, ShardMetrics } from '../../src/shared/types';
-import { ADMIN, encodeArgs, ok, wasmOf } from './support';
+import { ADMIN, encodeArgs, wasmOf } from './support';
 
 export type Factory = Actor<FactoryService>;
 
@@ -57,15 +55,7 @@ export async function deployFactory(
 
 /** Uploads the gzipped shard Wasm in ≤ 1 MiB chunks and commits its sha256; returns the chunk count. */
 export async function uploadShardWasm(factory: Factory): Promise<number> {
-    const wasm = await wasmOf('data_shard');
-    let chunks = 0;
-    for (let at = 0; at < wasm.length; at += MAX_WASM_CHUNK_BYTES) {
-        ok(await factory.upload_shard_wasm_chunk(wasm.slice(at, at + MAX_WASM_CHUNK_BYTES)));
-        chunks += 1;
-    }
-    const hash = createHash('sha256').update(wasm).digest();
-    ok(await factory.commit_shard_wasm(new Uint8Array(hash)));
-    return chunks;
+    return uploadWasm(factory, await wasmOf('data_shard'));
 }
 
 /** Runs rounds until migration `id` is Done (fails the test on Failed or after `maxRounds`). */
@@ -78,17 +68,17 @@ export async function waitForMigration(
 ): Promise<MigrationInfo> {
     // With `between` (e.g. concurrent writes), it runs before every round.
     const step = between === undefined ? 5 : 1;
-    for (let round = 0; round < maxRounds; round += step) {
-        if (between !== undefined) await between();
-        // Retries after a failed step wait on a timer (seconds), so time moves too.
-        await ic.advanceTime(500);
-        await ic.tick(step);
-        const info = ok(await factory.get_migration(id)) as MigrationInfo;
-        if (info.phase === 'Done') return info;
-        if (info.phase === 'Failed') throw new Error(`migration failed: ${info.failure[0]}`);
-    }
-    const info = ok(await factory.get_migration(id)) as MigrationInfo;
-    throw new Error(`migration ${id} still ${info.phase} (${JSON.stringify(info.last_error)})`);
+    return awaitMigration(
+        factory,
+        id,
+        async () => {
+            if (between !== undefined) await between();
+            // Retries after a failed step wait on a timer (seconds), so time moves too.
+            await ic.advanceTime(500);
+            await ic.tick(step);
+        },
+        Math.ceil(maxRounds / step)
+    );
 }
 
 /** A shard actor for `canisterId`, calling as `sender`. */

@@ -20,6 +20,7 @@ import {
     waitForMigration
 } from './factory_support';
 import { APP, routerIdl, routerInitArg, type Router } from './fixtures/router_fixture';
+import { hasCapability } from './capabilities';
 import { ADMIN, application, ok, user, wasmOf } from './support';
 
 const FARMERS = 50;
@@ -162,7 +163,8 @@ describe('factory and router together', () => {
         }
     });
 
-    it('migrates 50% of a shard while writes go on through the router: none lost, none twice', async () => {
+    it('migrates 50% of a shard while writes go on through the router: none lost, none twice', async (ctx) => {
+        if (!hasCapability(ic, 'faults', ctx.skip)) return;
         const before = await factoryTable();
         const target = before.shards.find((s) => s.shard_id === 2)!.canister_id;
         // Slow replies from the target spread the migration over many rounds, between writes.
@@ -196,7 +198,9 @@ describe('factory and router together', () => {
         await expectAllLoansOnce();
     });
 
-    it('a router that missed the flip writes to the new owner: WrongShard → refresh → retry', async () => {
+    it('a router that missed the flip writes to the new owner: WrongShard → refresh → retry', async (ctx) => {
+        if (!hasCapability(ic, 'faults', ctx.skip)) return;
+        if (!hasCapability(ic, 'trace', ctx.skip)) return;
         const stale = await routerTable();
         // Every message to the router traps while the factory migrates: its pushes fail.
         ic.injectTraps(routerId, 1_000_000);
