@@ -13,35 +13,11 @@ import { run as balancing } from './core/balancing';
 import { run as cache } from './core/cache';
 import { run as placement } from './core/placement';
 import type { BenchRow, BenchSection } from './core/types';
+import { argValue, formatTable } from './table';
+
+export { formatTable };
 
 export const SECTIONS: Record<string, BenchSection> = { placement, balancing, cache };
-
-/** Formats rows as an aligned text table. */
-export function formatTable(rows: BenchRow[]): string {
-    const lines = rows.map((row) => [
-        row.key,
-        formatValue(row.value),
-        row.unit,
-        row.target === undefined ? '' : `${row.target.pass ? 'PASS' : 'FAIL'} (${row.target.text})`
-    ]);
-    const header = ['figure', 'value', 'unit', 'target'];
-    const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
-    const format = (cells: string[]): string =>
-        cells.map((c, i) => (i === 1 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
-    return [format(header), widths.map((w) => '-'.repeat(w)).join('  '), ...lines.map(format)].join(
-        '\n'
-    );
-}
-
-function formatValue(value: number): string {
-    if (Number.isInteger(value)) return String(value);
-    return Math.abs(value) >= 100 ? value.toFixed(1) : value.toFixed(4);
-}
-
-function argValue(args: string[], flag: string): string | undefined {
-    const i = args.indexOf(flag);
-    return i >= 0 ? args[i + 1] : undefined;
-}
 
 async function main(): Promise<void> {
     const args = process.argv.slice(2);
