@@ -4,8 +4,9 @@
  * factory, runs the workload with a scale-out and a shard failure, and prints the report. Exit
  * status 0 only if every invariant check holds.
  *
- *   npm start -- [--loans N] [--farmers N] [--investors N] [--shards N] [--seed N] [--no-faults]
- *                [--count-instructions] [--json FILE] [--serve [--port N] [--state DIR] [--workload]]
+ *   npm start -- [--full-scale] [--loans N] [--farmers N] [--investors N] [--shards N]
+ *                [--seed N] [--no-faults] [--count-instructions] [--json FILE]
+ *                [--serve [--port N] [--state DIR] [--workload]]
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -18,6 +19,7 @@ import type { Principal } from '@dfinity/principal';
 import { buildAll } from './build';
 import {
     DEFAULT_MAIN_JOB,
+    FULL_SCALE_MAIN_JOB,
     deploySuite,
     emulatorOptions,
     runMainJob,
@@ -46,6 +48,8 @@ export function operatorKey(stateDir: string): { pemFile: string; principal: Pri
 }
 
 export const USAGE = `usage: npm start -- [options]
+  --full-scale           the issue's full scale: ${FULL_SCALE_MAIN_JOB.loans} loans, ${FULL_SCALE_MAIN_JOB.farmers} farmers, ${FULL_SCALE_MAIN_JOB.investors} investors
+                         (about ten times the default's run time; later flags override it)
   --loans N              loans to create (default ${DEFAULT_MAIN_JOB.loans})
   --farmers N            farmers, Zipf-distributed activity (default ${DEFAULT_MAIN_JOB.farmers})
   --investors N          investors funding loans (default ${DEFAULT_MAIN_JOB.investors})
@@ -86,6 +90,9 @@ export function parseArgs(argv: string[]): StartArgs {
         const flag = argv[i];
         const value = (): string | undefined => argv[++i];
         switch (flag) {
+            case '--full-scale':
+                Object.assign(job, FULL_SCALE_MAIN_JOB);
+                break;
             case '--loans':
                 job.loans = integer(flag, value(), 1, 1_000_000);
                 break;
