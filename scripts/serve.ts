@@ -208,10 +208,18 @@ async function main(): Promise<void> {
         port: args.port,
         host: args.host,
         stateDir: args.state ?? undefined,
+        // As `npm start -- --serve` runs it, so a network it saved restores here: the product
+        // canisters read performance_counter (instruction counting) and the factory uses the CMC.
+        emulator: { countInstructions: true, cmc: true },
         log: (l) => console.log(l)
     });
     console.log('serving; Ctrl-C to stop');
+    // Ctrl-C reaches npm, tsx and node at once and tsx relays it again, and the wrappers' exit
+    // can send SIGHUP: later signals are ignored while the network finishes and saves.
+    let stopping = false;
     const stop = () => {
+        if (stopping) return;
+        stopping = true;
         net.close().then(
             () => process.exit(0),
             (e) => {
@@ -220,8 +228,7 @@ async function main(): Promise<void> {
             }
         );
     };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, stop);
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

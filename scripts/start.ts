@@ -198,9 +198,10 @@ async function serve(args: StartArgs): Promise<number> {
         `operator ${operator.principal.toText()} (admin, router writer): --identity ${operator.pemFile}`
     );
     console.log(`\nServing ${net.url} (Ctrl-C to stop).`);
+    // `on`, not `once`: Ctrl-C reaches npm, tsx and node at once and tsx relays it again, and the
+    // wrappers' exit can send SIGHUP; a later signal must not kill the process while it saves.
     await new Promise<void>((resolve) => {
-        process.once('SIGINT', () => resolve());
-        process.once('SIGTERM', () => resolve());
+        for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, resolve);
     });
     await net.close();
     return report === null || (report as Report).ok ? 0 : 1;

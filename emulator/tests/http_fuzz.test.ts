@@ -23,7 +23,7 @@ type Envelope = {
     sender_sig: Uint8Array;
 };
 
-async function signedInc(canisterId: Principal): Promise<Envelope> {
+async function signedInc(canisterId: Principal, nonce = [1, 2, 3]): Promise<Envelope> {
     const content = {
         request_type: 'call',
         canister_id: canisterId.toUint8Array(),
@@ -31,7 +31,7 @@ async function signedInc(canisterId: Principal): Promise<Envelope> {
         arg: NO_ARGS,
         sender: OWNER.getPrincipal().toUint8Array(),
         ingress_expiry: BigInt(Date.now() + 120_000) * 1_000_000n,
-        nonce: new Uint8Array([1, 2, 3])
+        nonce: new Uint8Array(nonce)
     };
     const sig = await OWNER.sign(
         concatBytes(new TextEncoder().encode('\x0Aic-request'), requestIdOf(content))
@@ -176,5 +176,47 @@ describe('fuzzing the HTTP interface with bad envelopes', () => {
             ),
             { numRuns: 100, seed: 11 }
         );
+    });
+
+    it('serves the newer paths icp-cli uses: v4 synchronous call, v3 query and read_state', async () => {
+        const at = (path: string, body: Uint8Array) =>
+            fetch(`${server.url}/api/${path}`, {
+                method: 'POST',
+                headers: { 'Content-Type': 'application/cbor' },
+                body
+            });
+        const before = await count();
+        const call = await at(
+            `v4/canister/${canisterId.toText()}/call`,
+            Cbor.encode((await signedInc(canisterId, [9])) as never)
+        );
+        expect(call.status).toBe(200);
+        const answer = Cbor.decode<{ status: string; certificate: Uint8Array }>(
+            new Uint8Array(await call.arrayBuffer())
+        );
+        expect(answer.status).toBe('replied');
+        expect(answer.certificate.length).toBeGreaterThan(0);
+        expect(await count()).toBe(before + 1n);
+        const query = {
+            content: {
+                request_type: 'query',
+                canister_id: canisterId.toUint8Array(),
+                method_name: 'get',
+                arg: NO_ARGS,
+                sender: new Uint8Array([4]),
+                ingress_expiry: BigInt(Date.now() + 120_000) * 1_000_000n
+            }
+        };
+        const q = await at(`v3/canister/${canisterId.toText()}/query`, Cbor.encode(query));
+        expect(q.status).toBe(200);
+        const reply = Cbor.decode<{ status: string; reply: { arg: Uint8Array } }>(
+            new Uint8Array(await q.arrayBuffer())
+        );
+        expect(reply.status).toBe('replied');
+        expect(IDL.decode([IDL.Nat64], reply.reply.arg)[0]).toBe(before + 1n);
+        // v4 has only the call; a v4 query is not a path.
+        expect(
+            (await at(`v4/canister/${canisterId.toText()}/query`, Cbor.encode(query))).status
+        ).toBe(404);
     });
 });

@@ -5,7 +5,7 @@
  * - `GET /api/v2/status`: CBOR (self-describe tag) with the root key as 133-byte DER;
  * - `POST /api/v2/canister/<ecid>/query`: executed now, answer signed by the emulated node;
  * - `POST /api/v2/canister/<ecid>/call`: 202, then `read_state` of `request_status/<id>`;
- * - `POST /api/v3/canister/<ecid>/call`: waits for the answer and returns its certificate (202
+ * - `POST /api/v3/canister/<ecid>/call` (and v4): waits for the answer and returns its certificate (202
  *   after `syncCallTimeoutMs`, then the agent polls);
  * - `POST /api/v2/canister/<ecid>/read_state` and `/api/v2/subnet/<id>/read_state`: BLS-signed
  *   certificates over `time`, `request_status`, `canister/<id>/{controllers,module_hash,metadata}`
@@ -168,7 +168,7 @@ export class IcHttpServer {
             }
             if (
                 route.endpoint === 'call' &&
-                route.version === 3 &&
+                route.version >= 3 &&
                 this.options.syncCall === false
             ) {
                 throw new HttpFailure(404, 'Not found: the v3 call endpoint is disabled');
@@ -188,7 +188,7 @@ export class IcHttpServer {
             } else if (route.endpoint === 'read_state') {
                 reply(res, 200, 'application/cbor', this.readState(envelope, id, false));
             } else {
-                await this.call(envelope, id, route.version === 3, res);
+                await this.call(envelope, id, route.version >= 3, res);
             }
         } catch (e) {
             if (e instanceof HttpFailure) reply(res, e.status, 'text/plain', e.message);
@@ -617,7 +617,7 @@ function utf8(s: string): Uint8Array {
 }
 
 interface Route {
-    version: 2 | 3;
+    version: 2 | 3 | 4;
     kind: 'canister' | 'subnet';
     id: string;
     endpoint: 'call' | 'query' | 'read_state';
@@ -625,12 +625,15 @@ interface Route {
 
 function matchRoute(parts: string[]): Route | null {
     if (parts.length !== 5 || parts[0] !== 'api') return null;
-    const version = parts[1] === 'v2' ? 2 : parts[1] === 'v3' ? 3 : null;
+    const version = parts[1] === 'v2' ? 2 : parts[1] === 'v3' ? 3 : parts[1] === 'v4' ? 4 : null;
     const kind = parts[2] === 'canister' || parts[2] === 'subnet' ? parts[2] : null;
     const endpoint = parts[4];
     if (!version || !kind) return null;
     if (endpoint !== 'call' && endpoint !== 'query' && endpoint !== 'read_state') return null;
-    if (version === 3 && (kind !== 'canister' || endpoint !== 'call')) return null;
+    // v3 adds query and read_state (same bodies as v2) and the synchronous call; v4 only the
+    // synchronous call. They differ from v2 in how certificate delegations are encoded, and
+    // this network issues none (the root key signs every certificate), so the bodies are equal.
+    if (version === 4 && (kind !== 'canister' || endpoint !== 'call')) return null;
     if (kind === 'subnet' && endpoint !== 'read_state') return null;
     return { version, kind, id: parts[3], endpoint };
 }
