@@ -3,10 +3,6 @@
  * source hash): install, update/query, rollback, calls across subnets, composite queries, timers,
  * upgrades, inspect_message, stop, and the round counts the README documents.
  */
-import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
 import { IDL } from '@dfinity/candid';
 import { Principal } from '@dfinity/principal';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -14,9 +10,9 @@ import { CallRejectedError, LocalIc, XNET_LATENCY_ROUNDS } from '../index';
 import { FEES } from '../src/engine';
 import { StableMemory } from '../src/stable_memory';
 import { exposeInternals, sha256, TABLE_EXPORT } from '../src/wasm_binary';
+import { buildScratchCanister } from './scratch_build';
 
 const SMOKE_DIR = '/tmp/emu-smoke';
-const REPO_DIR = resolve(__dirname, '..', '..');
 
 const SOURCE = `import { IDL, query, update, msgCaller, call, setTimer, trap, inspectMessage, time } from 'azle';
 export default class {
@@ -84,48 +80,7 @@ interface Smoke {
 
 /** Builds the smoke canister unless a build of the same source exists (~5 s). */
 function buildSmokeCanister(): Uint8Array {
-    const wasmPath = join(SMOKE_DIR, '.azle', 'smoke', 'smoke.wasm');
-    const stamp = join(SMOKE_DIR, 'source.sha256');
-    const hash = createHash('sha256').update(SOURCE).digest('hex');
-    if (existsSync(wasmPath) && existsSync(stamp) && readFileSync(stamp, 'utf8') === hash) {
-        return new Uint8Array(readFileSync(wasmPath));
-    }
-    mkdirSync(SMOKE_DIR, { recursive: true });
-    if (!existsSync(join(SMOKE_DIR, 'node_modules'))) {
-        symlinkSync(join(REPO_DIR, 'node_modules'), join(SMOKE_DIR, 'node_modules'));
-    }
-    writeFileSync(join(SMOKE_DIR, 'index.ts'), SOURCE);
-    writeFileSync(
-        join(SMOKE_DIR, 'dfx.json'),
-        JSON.stringify({
-            canisters: {
-                smoke: {
-                    type: 'azle',
-                    main: 'index.ts',
-                    candid: 'smoke.did',
-                    custom: { experimental: false, candid_gen: 'automatic' }
-                }
-            }
-        })
-    );
-    execFileSync(
-        process.execPath,
-        [
-            '--import',
-            'tsx',
-            join(REPO_DIR, 'node_modules', 'azle', 'src', 'build.ts'),
-            'build',
-            'smoke'
-        ],
-        {
-            cwd: SMOKE_DIR,
-            env: { ...process.env, CANISTER_CANDID_PATH: 'smoke.did' },
-            stdio: 'pipe',
-            timeout: 120_000
-        }
-    );
-    writeFileSync(stamp, hash);
-    return new Uint8Array(readFileSync(wasmPath));
+    return buildScratchCanister(SMOKE_DIR, 'smoke', SOURCE);
 }
 
 const OWNER = Principal.fromUint8Array(new Uint8Array([0xad, 0x31, 0x07, 0x02]));

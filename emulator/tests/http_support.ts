@@ -2,19 +2,14 @@
  * Helpers of the HTTP-interface tests: a tiny Azle canister that echoes its caller (built into
  * /tmp/emu-http, cached by source hash), a served network on a free port, and agents for it.
  */
-import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { HttpAgent, type Identity } from '@dfinity/agent';
 import { IDL } from '@dfinity/candid';
 import type { Principal } from '@dfinity/principal';
 import { LocalIc } from '../index';
 import { IcHttpServer } from '../src/http/server';
+import { buildScratchCanister } from './scratch_build';
 
 const BUILD_DIR = '/tmp/emu-http';
-const REPO_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 const SOURCE = `import { IDL, query, update, msgCaller, setTimer, trap, inspectMessage, time } from 'azle';
 export default class {
@@ -68,50 +63,7 @@ export interface EchoService {
 
 /** Builds the echo canister unless a build of the same source exists (~5 s). */
 export function buildEchoCanister(): Uint8Array {
-    const wasmPath = join(BUILD_DIR, '.azle', 'echo', 'echo.wasm');
-    const stamp = join(BUILD_DIR, 'source.sha256');
-    const hash = createHash('sha256').update(SOURCE).digest('hex');
-    if (existsSync(wasmPath) && existsSync(stamp) && readFileSync(stamp, 'utf8') === hash) {
-        return new Uint8Array(readFileSync(wasmPath));
-    }
-    mkdirSync(BUILD_DIR, { recursive: true });
-    const link = join(BUILD_DIR, 'node_modules');
-    if (!existsSync(link)) {
-        rmSync(link, { force: true }); // a dangling link from an interrupted build
-        symlinkSync(join(REPO_DIR, 'node_modules'), link);
-    }
-    writeFileSync(join(BUILD_DIR, 'index.ts'), SOURCE);
-    writeFileSync(
-        join(BUILD_DIR, 'dfx.json'),
-        JSON.stringify({
-            canisters: {
-                echo: {
-                    type: 'azle',
-                    main: 'index.ts',
-                    candid: 'echo.did',
-                    custom: { experimental: false, candid_gen: 'automatic' }
-                }
-            }
-        })
-    );
-    execFileSync(
-        process.execPath,
-        [
-            '--import',
-            'tsx',
-            join(REPO_DIR, 'node_modules', 'azle', 'src', 'build.ts'),
-            'build',
-            'echo'
-        ],
-        {
-            cwd: BUILD_DIR,
-            env: { ...process.env, CANISTER_CANDID_PATH: 'echo.did' },
-            stdio: 'pipe',
-            timeout: 180_000
-        }
-    );
-    writeFileSync(stamp, hash);
-    return new Uint8Array(readFileSync(wasmPath));
+    return buildScratchCanister(BUILD_DIR, 'echo', SOURCE);
 }
 
 /** A wall-clock network served on a free port. */

@@ -36,6 +36,7 @@ import {
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     MAX_REGION_LENGTH_CHARS,
+    MAX_REGIONS,
     MAX_WASM_CHUNK_BYTES,
     MAX_WASM_TOTAL_BYTES
 } from '../shared/limits';
@@ -105,7 +106,6 @@ const MAX_ADMINS = 32;
 /** Wasm chunks at most (100 MiB in 1 MiB chunks, the IC's limit). */
 const MAX_WASM_CHUNKS = MAX_WASM_TOTAL_BYTES / MAX_WASM_CHUNK_BYTES;
 /** Regions in the placement table at most. */
-const MAX_REGIONS = 64;
 /** The migration watchdog's period: resumes a migration whose driver trapped or was upgraded away. */
 const WATCHDOG_INTERVAL_S = 5;
 /** Slot moves one rebalance plans at most: each is a span of the migration unless adjacent. */

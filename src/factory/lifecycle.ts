@@ -4,9 +4,9 @@
  */
 import { canisterSelf, isController, Principal, time } from 'azle';
 
-import { MAX_COMPOSITE_FANOUT, SLOT_COUNT } from '../shared/limits';
+import { MAX_COMPOSITE_FANOUT, MAX_REGIONS, SLOT_COUNT } from '../shared/limits';
 import { planSpans } from '../shared/migration';
-import { decideScaling, finishScaleOut, ShardLoad } from '../shared/scaling_policy';
+import { decideScaling, finishScaleOut, scaleOutRegion, ShardLoad } from '../shared/scaling_policy';
 import type { SlotCount } from '../shared/rebalance';
 import { MAX_SLOT_COUNT_PAGE, ShardInit, SlotCountPage } from '../shared/shard_api';
 import { addShard } from '../shared/slot_map';
@@ -345,7 +345,21 @@ export async function scalingRound(): Promise<void> {
         return;
     }
     setCounters({ ...getCounters(), scale_outs: getCounters().scale_outs + 1n });
-    const created = await createShard('', self);
+    // Mapped regions are usable only through the CMC; without one, the factory's own subnet.
+    const mapped = regions.keys(0, MAX_REGIONS);
+    const region =
+        getCmc() === null && mapped.length > 0
+            ? ''
+            : scaleOutRegion(
+                  records.map((r) => ({
+                      region: r.region,
+                      loan_count: r.metrics?.loan_count ?? 0n,
+                      is_active: r.is_active
+                  })),
+                  mapped,
+                  config.geographic_distribution
+              );
+    const created = await createShard(region, self);
     if ('Err' in created) {
         setScalingState(finishScaleOut(getScalingState(), config, nowMs()));
         log(self, 'scale_out_failed', describe(created.Err));

@@ -41,3 +41,6 @@ export const MAX_AUDIT_LOG_ENTRIES = 10_000;
 export const MAX_WASM_CHUNK_BYTES = 1_048_576;
 /** The shard Wasm is ≈3.5 MB; 100 MiB is the IC's total Wasm limit. */
 export const MAX_WASM_TOTAL_BYTES = 100 * 1_048_576;
+
+/** Regions the factory maps to subnets (`set_region_subnet`). */
+export const MAX_REGIONS = 64;

@@ -596,3 +596,45 @@ export function scalingRecommendations(input: RecommendationInput): ScalingRecom
         return { shard_id: id, kind: 'None', reason: 'within limits' };
     });
 }
+
+/** A shard as `scaleOutRegion` sees it: where it is and how full it is. */
+export interface PlacedShard {
+    region: string;
+    loan_count: number | bigint;
+    is_active: boolean;
+}
+
+/**
+ * The region of a new shard made by an automatic scale-out ('' = the factory's subnet).
+ * With `geographic_distribution`, the mapped region holding the fewest active shards (ties: the
+ * first in `mapped` order), so shards spread over regions. Otherwise the region of the fullest
+ * active shard: the new shard takes slots from the fullest shards, so their loans stay in their
+ * region. A region that is not mapped to a subnet while others are is never chosen (the factory
+ * would refuse it), and labels without any mapping stay labels on the factory's subnet.
+ */
+export function scaleOutRegion(
+    shards: readonly PlacedShard[],
+    mapped: readonly string[],
+    geographicDistribution: boolean
+): string {
+    const active = shards.filter((s) => s.is_active);
+    if (geographicDistribution && mapped.length > 0) {
+        let best = mapped[0];
+        let fewest = Infinity;
+        for (const region of mapped) {
+            const n = active.filter((s) => s.region === region).length;
+            if (n < fewest) {
+                fewest = n;
+                best = region;
+            }
+        }
+        return best;
+    }
+    let fullest: PlacedShard | undefined;
+    for (const s of active) {
+        if (fullest === undefined || BigInt(s.loan_count) > BigInt(fullest.loan_count)) fullest = s;
+    }
+    if (fullest === undefined || fullest.region === 'default') return '';
+    if (mapped.length > 0 && !mapped.includes(fullest.region)) return '';
+    return fullest.region;
+}

@@ -60,7 +60,7 @@ describe('npm start (the main job), small workload', () => {
     });
 
     it('lists every shard: 2 provisioned (asia, europe) and 1 from the scale-out', () => {
-        expect(report.shards.map((s) => s.region)).toEqual(['asia', 'europe', 'default']);
+        expect(report.shards.map((s) => s.region)).toEqual(['asia', 'europe', 'asia']);
         expect(report.shards.reduce((sum, s) => sum + s.slots, 0)).toBe(SLOT_COUNT);
         // The calibration loan of the per-operation figures is stored too.
         expect(report.shards.reduce((sum, s) => sum + s.loans, 0)).toBe(LOANS + 1);

@@ -15,7 +15,8 @@ import {
     type ScalingDecision,
     type ScalingState,
     type ShardLoad,
-    type TrendSample
+    type TrendSample,
+    scaleOutRegion
 } from '../../src/shared/scaling_policy';
 import { MAX_SHARDS } from '../../src/shared/limits';
 
@@ -535,6 +536,57 @@ describe('decideScaling properties over random rounds', () => {
                 }
             }),
             { numRuns: 200 }
+        );
+    });
+});
+
+describe('scaleOutRegion', () => {
+    const shard = (region: string, loans: number, is_active = true) => ({
+        region,
+        loan_count: BigInt(loans),
+        is_active
+    });
+
+    it("places the new shard in the fullest active shard's region", () => {
+        const shards = [shard('asia', 10), shard('europe', 90), shard('asia', 200, false)];
+        expect(scaleOutRegion(shards, ['asia', 'europe'], false)).toBe('europe');
+        // Labels with no mapping at all stay labels.
+        expect(scaleOutRegion(shards, [], false)).toBe('europe');
+    });
+
+    it("uses the factory's subnet for the default region or a region that is not mapped", () => {
+        expect(scaleOutRegion([shard('default', 50)], ['asia'], false)).toBe('');
+        expect(scaleOutRegion([shard('mars', 50)], ['asia'], false)).toBe('');
+        expect(scaleOutRegion([], ['asia'], false)).toBe('');
+    });
+
+    it('spreads shards over mapped regions with geographic distribution', () => {
+        const shards = [shard('asia', 1), shard('asia', 1), shard('europe', 500)];
+        expect(scaleOutRegion(shards, ['asia', 'europe', 'us'], true)).toBe('us');
+        expect(scaleOutRegion(shards, ['asia', 'europe'], true)).toBe('europe');
+        // Ties go to the first mapped region; inactive shards do not count.
+        expect(scaleOutRegion([shard('asia', 1, false)], ['asia', 'europe'], true)).toBe('asia');
+    });
+
+    it('always answers a mapped region or the default (property)', () => {
+        const regionArb = fc.constantFrom('asia', 'europe', 'us', 'default', 'mars');
+        fc.assert(
+            fc.property(
+                fc.array(
+                    fc.record({ region: regionArb, loan_count: fc.nat(), is_active: fc.boolean() }),
+                    {
+                        maxLength: 20
+                    }
+                ),
+                fc.uniqueArray(fc.constantFrom('asia', 'europe', 'us'), { maxLength: 3 }),
+                fc.boolean(),
+                (shards, mapped, geo) => {
+                    const r = scaleOutRegion(shards, mapped, geo);
+                    if (mapped.length > 0)
+                        expect(r === '' || (mapped as string[]).includes(r)).toBe(true);
+                    else expect(r === '' || shards.some((s) => s.region === r)).toBe(true);
+                }
+            )
         );
     });
 });
