@@ -25,9 +25,9 @@ import { idlFactory as shardIdl } from '../src/declarations/data_shard/data_shar
 import { slotOf } from '../src/shared/hash';
 import { SLOT_COUNT } from '../src/shared/limits';
 import { ShardInit } from '../src/shared/shard_api';
-import type { ApiError, Loan, NewLoan, SlotRange } from '../src/shared/types';
+import type { ApiError, Loan, SlotRange } from '../src/shared/types';
 import { APP, evenRanges, routerInitArg } from '../tests/integration/fixtures/router_fixture';
-import { ADMIN, FACTORY } from '../tests/integration/support';
+import { ADMIN, application, FACTORY } from '../tests/integration/support';
 import { formatTable } from './core';
 import type { BenchRow } from './core/types';
 
@@ -58,17 +58,6 @@ function ok<T>(result: { Ok: T } | { Err: ApiError }): T {
         throw new Error(`expected Ok, got ${JSON.stringify(result.Err, (_k, v) => String(v))}`);
     }
     return result.Ok;
-}
-
-function application(borrower: Principal, n: number): NewLoan {
-    return {
-        borrower,
-        nft_id: BigInt(n),
-        collateral_value_btc: 100_000n + BigInt(n),
-        amount_requested: 1_000_000n + BigInt(n),
-        apr: 1_200n,
-        due_date: []
-    };
 }
 
 /** Instructions of the traced messages, split by canister. */
