@@ -22,7 +22,15 @@ import type {
     ShardInfo
 } from '../shared/types';
 import { breakerOf, breakerStats, callShard, inFlightOf } from './edge';
-import { getBook, getCounters, getRoutingTable, setBook, shardCounters, shards } from './store';
+import {
+    flushStores,
+    getBook,
+    getCounters,
+    getRoutingTable,
+    setBook,
+    shardCounters,
+    shards
+} from './store';
 import { invalidInput } from '../shared/errors';
 
 type Res<T> = { Ok: T } | { Err: ApiError };
@@ -208,6 +216,8 @@ export function balancerView(): BalancerView {
  * the outcome of its latest probe.
  */
 export async function probeAll(): Promise<void> {
+    // The probe timer also writes the deferred bookkeeping to stable memory (`CachedMap`).
+    flushStores();
     const targets = balancerShards();
     await Promise.all(
         targets.map(async (s) => {

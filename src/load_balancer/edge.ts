@@ -19,7 +19,8 @@ import {
 } from '../shared/circuit_breaker';
 import { SHARD_METHODS, ShardMethod } from '../shared/shard_api';
 import { isBreakerFailure, nsToMs } from '../shared/router_plan';
-import { afterPrefix, concatBytes, encodeLoanValue, okLoanPrefix } from '../shared/loan_codec';
+import { concatBytes, encodeLoanValue, okLoanPrefix } from '../shared/loan_codec';
+import { latin1, startsWithLatin1 } from '../shared/router_codec';
 import { Loan, Result, type ApiError, type CircuitBreakerStats } from '../shared/types';
 import {
     breakers,
@@ -47,13 +48,31 @@ export function inFlightOf(shard_id: number): number {
     return inFlight.get(shard_id) ?? 0;
 }
 
+/**
+ * The last breaker state decoded or saved per shard with its text: reused while the stored text is
+ * the same (states are never changed in place), so a call decodes no JSON. Heap only; bounded.
+ */
+const decodedBreakers = new Map<number, { text: string; state: BreakerState }>();
+const MAX_DECODED_BREAKERS = 1_024;
+
+function rememberBreaker(shard_id: number, text: string, state: BreakerState): void {
+    if (!decodedBreakers.has(shard_id) && decodedBreakers.size >= MAX_DECODED_BREAKERS) {
+        decodedBreakers.clear();
+    }
+    decodedBreakers.set(shard_id, { text, state });
+}
+
 /** The shard's breaker; a shard never seen starts Closed. */
 export function breakerOf(shard_id: number): BreakerState {
     const text = breakers.get(shard_id);
     if (text === undefined) return initialBreakerState(nowMs());
+    const known = decodedBreakers.get(shard_id);
+    if (known !== undefined && known.text === text) return known.state;
     const decoded = decodeBreakerState(text);
     // Only this module writes the map, so a bad entry is a bug; start over rather than trap.
-    return 'Ok' in decoded ? decoded.Ok : initialBreakerState(nowMs());
+    if (!('Ok' in decoded)) return initialBreakerState(nowMs());
+    rememberBreaker(shard_id, text, decoded.Ok);
+    return decoded.Ok;
 }
 
 function countersOf(shard_id: number): ShardCounters {
@@ -67,11 +86,19 @@ function countersOf(shard_id: number): ShardCounters {
     );
 }
 
-/** Stores a breaker's next state and counts its transitions. */
+/**
+ * Stores a breaker's next state and counts its transitions. A transition (Closed/Open/HalfOpen) is
+ * written through to stable memory; a change within a state (the window of outcomes, permits) is
+ * deferred to the next flush (`CachedMap.defer`).
+ */
 function saveBreaker(shard_id: number, state: BreakerState, transitions: Transition[]): void {
     const text = encodeBreakerState(state);
-    if (breakers.get(shard_id) !== text) breakers.insert(shard_id, text);
-    if (transitions.length === 0) return;
+    rememberBreaker(shard_id, text, state);
+    if (transitions.length === 0) {
+        if (breakers.get(shard_id) !== text) breakers.defer(shard_id, text);
+        return;
+    }
+    breakers.insert(shard_id, text);
     const counters = countersOf(shard_id);
     shardCounters.insert(shard_id, {
         ...counters,
@@ -87,8 +114,12 @@ function saveBreaker(shard_id: number, state: BreakerState, transitions: Transit
 
 /** Asks the breaker for a permit, counting a refusal. */
 export function acquire(shard_id: number): boolean {
-    const result = tryAcquire(breakerOf(shard_id), getConfig().breaker_config, nowMs());
-    saveBreaker(shard_id, result.state, result.transitions);
+    const before = breakerOf(shard_id);
+    const result = tryAcquire(before, getConfig().breaker_config, nowMs());
+    // A Closed breaker answers its own state object: nothing changed, nothing to store.
+    if (result.state !== before || result.transitions.length > 0) {
+        saveBreaker(shard_id, result.state, result.transitions);
+    }
     if (!result.permitted) {
         const total = getCounters();
         setCounters({ ...total, rejected_by_breaker: total.rejected_by_breaker + 1n });
@@ -98,7 +129,8 @@ export function acquire(shard_id: number): boolean {
 
 /**
  * Records one call's outcome: the breaker (re-read, since other messages may have changed it
- * while this call was out), the shard's latency average, and the request counters.
+ * while this call was out), the shard's latency average, and the request counters (deferred to
+ * the next flush, see `CachedMap`; a breaker transition is written through).
  */
 export function recordOutcome(shard_id: number, success: boolean, latency_ms: number): void {
     const now_ms = nowMs();
@@ -112,7 +144,7 @@ export function recordOutcome(shard_id: number, success: boolean, latency_ms: nu
     const shard = shards.get(shard_id);
     if (shard !== undefined) {
         const elapsed_ms = Math.max(0, now_ms - shard.last_sample_at_ms);
-        shards.insert(shard_id, {
+        shards.defer(shard_id, {
             ...shard,
             ewma_latency_ms: updatePeakEwma(
                 shard.ewma_latency_ms,
@@ -124,7 +156,7 @@ export function recordOutcome(shard_id: number, success: boolean, latency_ms: nu
         });
     }
     const counters = countersOf(shard_id);
-    shardCounters.insert(shard_id, {
+    shardCounters.defer(shard_id, {
         ...counters,
         requests: counters.requests + 1n,
         failures: counters.failures + (success ? 0n : 1n)
@@ -194,6 +226,7 @@ export async function callShard<T>(
 
 /** The head of a shard's `Ok` loan reply (shards send stored loan bytes after it). */
 const OK_LOAN_PREFIX = okLoanPrefix();
+const OK_LOAN_PREFIX_LATIN1 = latin1(OK_LOAN_PREFIX);
 
 /**
  * Calls a shard method answering `Result<Loan>` (`create_loan`, `update_loan`, `get_loan`) with
@@ -212,8 +245,9 @@ export async function callShardForLoan(
             raw: true,
             args: arg
         });
-        const bytes = afterPrefix(reply, OK_LOAN_PREFIX);
-        if (bytes !== undefined) return { Ok: bytes.slice() };
+        if (startsWithLatin1(reply, OK_LOAN_PREFIX_LATIN1)) {
+            return { Ok: reply.slice(OK_LOAN_PREFIX.length) };
+        }
         const decoded = IDL.decode([Result(Loan)], reply)[0] as unknown as Res<Loan>;
         return 'Ok' in decoded ? { Ok: encodeLoanValue(decoded.Ok) } : decoded;
     });

@@ -4,8 +4,10 @@
  * memory ids are fixed forever (they cannot be reclaimed), so a new map takes a new id.
  *
  * The data path reads these on every call, so every value also lives in a heap copy: loaded from
- * stable memory on first use and written to both on every change (`CachedMap`). A trap rolls the
- * heap back with stable memory and an upgrade empties the heap, so the copies never drift. Values
+ * stable memory on first use and written to both on every change (`CachedMap`), except the
+ * per-call bookkeeping, which reaches stable memory at the next flush (`CachedMap.defer`,
+ * `flushStores`: probe timer and `preUpgrade`). A trap rolls the heap back with stable memory and
+ * an upgrade empties the heap after the flush, so the copies never drift. Values
  * use native JSON (`taggedJson`) rather than Azle's default codec, which costs millions of
  * instructions per value in the canister's JS engine.
  */
@@ -64,10 +66,20 @@ const MAX_CACHED_ENTRIES = 4_096;
 
 /**
  * A `StableBTreeMap` with a heap copy of the entries read or written. Values are treated as
- * immutable: callers replace them with `insert`, never change them in place.
+ * immutable: callers replace them with `insert` or `defer`, never change them in place.
+ *
+ * `insert` writes through. `defer` (for the per-call bookkeeping: breaker windows, latency
+ * averages, counters) changes only the heap copy and marks the key dirty; `flush` writes the dirty
+ * entries to stable memory. The heap copy is what every read sees, so nothing reads a stale value.
+ * What a deferred write risks: a trap rolls back heap and stable memory together (nothing lost);
+ * an upgrade keeps it because `preUpgrade` flushes (`flushStores`); the probe timer flushes too, so
+ * at most one probe interval of bookkeeping is lost when an upgrade skips `preUpgrade` (or it
+ * traps) or the canister is reinstalled. Reads of stable memory in bulk (`len`, `values`,
+ * `items`) flush first; dirty entries are bounded by the heap copy (MAX_CACHED_ENTRIES).
  */
 export class CachedMap<K extends number | string, V> {
     private readonly memo = new Map<K, V | undefined>();
+    private readonly dirty = new Set<K>();
 
     constructor(private readonly stable: StableBTreeMap<K, V>) {}
 
@@ -80,28 +92,52 @@ export class CachedMap<K extends number | string, V> {
 
     insert(key: K, value: V): void {
         this.stable.insert(key, value);
+        this.dirty.delete(key);
         this.remember(key, value);
+    }
+
+    /** Sets `key` in the heap copy now and in stable memory at the next `flush`. */
+    defer(key: K, value: V): void {
+        this.remember(key, value);
+        this.dirty.add(key);
     }
 
     remove(key: K): void {
         this.stable.remove(key);
+        this.dirty.delete(key);
         this.remember(key, undefined);
     }
 
+    /** Writes the deferred entries to stable memory. */
+    flush(): void {
+        for (const key of this.dirty) {
+            const value = this.memo.get(key);
+            if (value === undefined) this.stable.remove(key);
+            else this.stable.insert(key, value);
+        }
+        this.dirty.clear();
+    }
+
     len(): number {
+        this.flush();
         return this.stable.len();
     }
 
     values(start: number, length: number): V[] {
+        this.flush();
         return this.stable.values(start, length);
     }
 
     items(start: number, length: number): [K, V][] {
+        this.flush();
         return this.stable.items(start, length);
     }
 
     private remember(key: K, value: V | undefined): void {
-        if (!this.memo.has(key) && this.memo.size >= MAX_CACHED_ENTRIES) this.memo.clear();
+        if (!this.memo.has(key) && this.memo.size >= MAX_CACHED_ENTRIES) {
+            this.flush();
+            this.memo.clear();
+        }
         this.memo.set(key, value);
     }
 }
@@ -125,6 +161,22 @@ function getMeta<T>(key: string, fallback: T): T {
 
 function setMeta<T>(key: string, value: T): void {
     meta.insert(key, value);
+}
+
+/** Bookkeeping written on every call: in the heap now, in stable memory at the next flush. */
+function deferMeta<T>(key: string, value: T): void {
+    meta.defer(key, value);
+}
+
+/**
+ * Writes every deferred value to stable memory: from `preUpgrade` and the probe timer (see
+ * `CachedMap`). Update, timer and pre-upgrade context (a query's writes are discarded).
+ */
+export function flushStores(): void {
+    meta.flush();
+    breakers.flush();
+    shards.flush();
+    shardCounters.flush();
 }
 
 /** Loads what every call reads (init and post-upgrade), so queries never pay for the load. */
@@ -184,8 +236,9 @@ export function getCounters(): BalancerCounters {
     });
 }
 
+/** Deferred (see `CachedMap`): the data path counts every call. */
 export function setCounters(counters: BalancerCounters): void {
-    setMeta('lb_counters', counters);
+    deferMeta('lb_counters', counters);
 }
 
 /** Query statistics as stored: sums, from which the averages are derived. */
@@ -218,8 +271,9 @@ export function getQueryCounters(): QueryCounters {
     return getMeta<QueryCounters>('query_counters', zeroQueryCounters(0n));
 }
 
+/** Deferred (see `CachedMap`): every fan-out counts. */
 export function setQueryCounters(counters: QueryCounters): void {
-    setMeta('query_counters', counters);
+    deferMeta('query_counters', counters);
 }
 
 export function queryStatistics(c: QueryCounters): QueryStatistics {

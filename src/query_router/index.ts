@@ -6,6 +6,11 @@
  * the cache or keeps statistics (a query's writes are discarded on the IC); `query` when it only
  * reads the router's own state; composite `query` (`query_*`) for read-only fan-outs at query
  * latency, capped at MAX_COMPOSITE_FANOUT shards (5 B instructions for the whole call graph).
+ *
+ * The hottest methods (`create_loan`, `update_loan`, `get_loan`, `get_farmer_dashboard_advanced`,
+ * `route_loan_query`) use Azle's `manual` mode: the usual argument encoding is read by hand and the
+ * reply written from precomputed prefixes or cached bytes (`src/shared/*_codec.ts`), since the
+ * generic Candid codec costs tens of millions of instructions per message here. Same Candid.
  */
 import {
     clearTimer,
@@ -14,7 +19,9 @@ import {
     isController,
     msgArgData,
     msgCaller,
+    msgReply,
     postUpgrade,
+    preUpgrade,
     Principal,
     query,
     setTimerInterval,
@@ -34,7 +41,15 @@ import {
 import { callShardForLoan, canExecute, recordOutcome, replyLoan } from '../load_balancer/edge';
 import { decodeLoanValue, decodeNewLoanArg } from '../shared/loan_codec';
 import {
+    decodeNat64Arg,
+    decodePrincipalArg,
+    encodeOkPrincipalReply,
+    principalKey,
+    principalText
+} from '../shared/router_codec';
+import {
     breakers,
+    flushStores,
     getBook,
     getConfig,
     getQueryCounters,
@@ -63,7 +78,7 @@ import {
     MIN_PROBE_INTERVAL_S,
     RouterInit
 } from '../shared/router_api';
-import { planPage, userTagsOf } from '../shared/router_plan';
+import { planPage, userTag, userTagsOf } from '../shared/router_plan';
 import {
     ApiError,
     CacheStatistics,
@@ -89,7 +104,9 @@ import {
 import { VERSION } from '../shared/version';
 import {
     cache,
+    encodeFarmerReply,
     farmerDashboardOf,
+    farmerDashboardReply,
     investorDashboardOf,
     invalidateUsers,
     systemAnalyticsOf,
@@ -110,15 +127,15 @@ const NOT_AUTHORIZED = { Err: { NotAuthorized: null } } as const;
 const invalid = invalidInput;
 
 function isAdmin(caller: Principal): boolean {
-    return isController(caller) || getConfig().admins.includes(caller.toText());
+    return isController(caller) || getConfig().admins.includes(principalText(caller));
 }
 
 function isWriter(caller: Principal): boolean {
-    return getConfig().writers.includes(caller.toText());
+    return getConfig().writers.includes(principalText(caller));
 }
 
 function isFactory(caller: Principal): boolean {
-    return getConfig().factory === caller.toText();
+    return getConfig().factory === principalText(caller);
 }
 
 /** Operators: admins, allow-listed applications and the factory may read router-wide figures. */
@@ -128,7 +145,7 @@ function isObserver(caller: Principal): boolean {
 
 /** A user reads their own data; admins and allow-listed applications read anyone's. */
 function mayReadUser(caller: Principal, user: Principal): boolean {
-    return caller.toText() === user.toText() || isAdmin(caller) || isWriter(caller);
+    return principalKey(caller) === principalKey(user) || isAdmin(caller) || isWriter(caller);
 }
 
 /** Shards a fan-out would call. */
@@ -182,6 +199,15 @@ function configFrom(arg: RouterInit, base: RouterConfig): RouterConfig {
     };
 }
 
+/** The shard canister holding loan `id`: the owner of the slot in the id. */
+function routeOfLoan(id: bigint): Result<Principal> {
+    const parts = decodeLoanId(id);
+    if (!parts.ok) return invalid(parts.field, parts.reason);
+    const target = ownerOfSlot(parts.value.slot);
+    if ('Err' in target) return target;
+    return { Ok: Principal.fromText(target.Ok.canister_id) };
+}
+
 export default class {
     /**
      * Without an argument (`dfx deploy router`) the installer is the factory until one is set by an
@@ -221,6 +247,12 @@ export default class {
         }
         warmCaches();
         armProbes();
+    }
+
+    /** Writes the deferred bookkeeping (breaker windows, latencies, counters) to stable memory. */
+    @preUpgrade
+    preUpgrade(): void {
+        flushStores();
     }
 
     /** The canister's version. Example: `dfx canister call router version` → `("0.1.0")`. */
@@ -310,7 +342,8 @@ export default class {
         if ('Err' in valid) return replyLoan(valid);
         const slot = slotOf(application.borrower.toUint8Array());
         const reply = await routedWrite(slot, 'create_loan', arg);
-        if ('Ok' in reply) invalidateUsers(userTagsOf(decodeLoanValue(reply.Ok)));
+        // A new loan's only person is its borrower (no funders yet: `newLoanRecord`).
+        if ('Ok' in reply) invalidateUsers([userTag(application.borrower)]);
         replyLoan(reply);
     }
 
@@ -348,7 +381,10 @@ export default class {
             arg
         );
         if ('Err' in reply) return replyLoan(privileged ? reply : NOT_AUTHORIZED);
-        if (!privileged && decodeLoanValue(reply.Ok).borrower.toText() !== caller.toText()) {
+        if (
+            !privileged &&
+            principalKey(decodeLoanValue(reply.Ok).borrower) !== principalKey(caller)
+        ) {
             return replyLoan(NOT_AUTHORIZED);
         }
         replyLoan(reply);
@@ -427,14 +463,20 @@ export default class {
 
     // ---- Queries --------------------------------------------------------------------------------
 
-    /** Query (anyone): the shard holding a loan, from the slot in its id (no directory). */
-    @query([nat64], Result(principal))
-    route_loan_query(id: bigint): Result<Principal> {
-        const parts = decodeLoanId(id);
-        if (!parts.ok) return invalid(parts.field, parts.reason);
-        const target = ownerOfSlot(parts.value.slot);
-        if ('Err' in target) return target;
-        return { Ok: Principal.fromText(target.Ok.canister_id) };
+    /**
+     * Query (anyone): the shard holding a loan, from the slot in its id (no directory). Manual
+     * argument and reply (hand codec), so a lookup costs no generic Candid encoding.
+     */
+    @query([nat64], Result(principal), { manual: true })
+    route_loan_query(): void {
+        const arg = msgArgData();
+        const id = decodeNat64Arg(arg) ?? (IDL.decode([nat64], arg)[0] as unknown as bigint);
+        const routed = routeOfLoan(id);
+        msgReply(
+            'Ok' in routed
+                ? encodeOkPrincipalReply(routed.Ok)
+                : new Uint8Array(IDL.encode([Result(principal)], [routed]))
+        );
     }
 
     /**
@@ -462,18 +504,24 @@ export default class {
         return await userLoansOf(user, plan.Ok, false);
     }
 
-    /** Update (the farmer, writers, admins): cached; one shard call on a miss. */
-    @update([principal], Result(FarmerDashboard))
-    async get_farmer_dashboard_advanced(farmer: Principal): Promise<Result<FarmerDashboard>> {
-        if (!mayReadUser(msgCaller(), farmer)) return NOT_AUTHORIZED;
-        return await farmerDashboardOf(farmer, true);
+    /**
+     * Update (the farmer, writers, admins): cached (as the encoded reply); one shard call on a
+     * miss. Manual reply: a hit sends the cached bytes without encoding anything.
+     */
+    @update([principal], Result(FarmerDashboard), { manual: true })
+    async get_farmer_dashboard_advanced(): Promise<void> {
+        const arg = msgArgData();
+        const farmer =
+            decodePrincipalArg(arg) ?? (IDL.decode([principal], arg)[0] as unknown as Principal);
+        if (!mayReadUser(msgCaller(), farmer)) return msgReply(encodeFarmerReply(NOT_AUTHORIZED));
+        msgReply(await farmerDashboardReply(farmer));
     }
 
     /** Composite query (same access): read-only, uncached. */
     @query([principal], Result(FarmerDashboard), { composite: true })
     async query_farmer_dashboard(farmer: Principal): Promise<Result<FarmerDashboard>> {
         if (!mayReadUser(msgCaller(), farmer)) return NOT_AUTHORIZED;
-        return await farmerDashboardOf(farmer, false);
+        return await farmerDashboardOf(farmer);
     }
 
     /**

@@ -4,8 +4,10 @@
  * - `update` (`fill = true`): calls go through the breakers (outcomes recorded), results are cached
  *   and statistics kept — all writes, which only an update may make last;
  * - composite query (`fill = false`): the same fan-out, read-only, for clients wanting query latency.
+ * The farmer's dashboard is cached as its encoded reply, so a hit costs no Candid encoding. Cache
+ * keys and tags name users by their principal's bytes (`principalKey`), not its text.
  */
-import { Principal, time } from 'azle';
+import { IDL, Principal, time } from 'azle';
 
 import { callShard, peekShard } from '../load_balancer/edge';
 import {
@@ -17,6 +19,7 @@ import {
 } from '../load_balancer/store';
 import { BoundedCache } from '../shared/cache';
 import { slotOf } from '../shared/hash';
+import { principalKey } from '../shared/router_codec';
 import { MAX_PAGE_SIZE } from '../shared/limits';
 import {
     CACHE_MAX_BYTES,
@@ -35,13 +38,14 @@ import {
 } from '../shared/router_plan';
 import type { ShardLoanPage, ShardMethod, ShardStats } from '../shared/shard_api';
 import { ownerOf } from '../shared/slot_map';
-import type {
-    ApiError,
+import {
     FarmerDashboard,
-    InvestorDashboard,
-    Loan,
-    LoanPage,
-    SystemAnalytics
+    Result,
+    type ApiError,
+    type InvestorDashboard,
+    type Loan,
+    type LoanPage,
+    type SystemAnalytics
 } from '../shared/types';
 import { ownerOfSlot, ownerShards, slotMap, Target } from './routing';
 
@@ -161,16 +165,15 @@ function loansOf(answers: readonly ShardAnswer[]): Loan[] {
 
 const FULL_PLAN: PagePlan = { limit: MAX_PAGE_SIZE, after: null };
 
-/** The farmer's dashboard: one shard (the owner of the farmer's slot), a few pages. */
-export async function farmerDashboardOf(
+/**
+ * The farmer's dashboard: one shard (the owner of the farmer's slot), a few pages. With `fill`
+ * (update context) the calls go through the breakers and the query is counted; the cache is the
+ * caller's (`farmerDashboardReply`).
+ */
+async function buildFarmerDashboard(
     farmer: Principal,
     fill: boolean
 ): Promise<Res<FarmerDashboard>> {
-    const key = cacheKey(`farmer:${farmer.toText()}`);
-    if (fill) {
-        const hit = cache.get(key, nowMs()) as FarmerDashboard | undefined;
-        if (hit !== undefined) return { Ok: hit };
-    }
     const started_ns = time();
     const target = ownerOfSlot(slotOf(farmer.toUint8Array()));
     if ('Err' in target) return target;
@@ -190,9 +193,34 @@ export async function farmerDashboardOf(
             complete: dashboard.complete,
             started_ns
         });
-        if (dashboard.complete) putCached(key, dashboard, dashboard.loans.length, [farmer]);
     }
     return { Ok: dashboard };
+}
+
+/** The read-only farmer's dashboard (composite query): uncached, nothing recorded. */
+export async function farmerDashboardOf(farmer: Principal): Promise<Res<FarmerDashboard>> {
+    return await buildFarmerDashboard(farmer, false);
+}
+
+/** A `Result<FarmerDashboard>` reply, encoded by `@dfinity/candid`. */
+export function encodeFarmerReply(result: Res<FarmerDashboard>): Uint8Array {
+    return new Uint8Array(IDL.encode([Result(FarmerDashboard)], [result]));
+}
+
+/**
+ * The reply of `get_farmer_dashboard_advanced` (update context). The cache keeps a complete
+ * dashboard as its encoded reply, so a hit neither calls a shard nor encodes anything.
+ */
+export async function farmerDashboardReply(farmer: Principal): Promise<Uint8Array> {
+    const key = cacheKey(`farmer:${principalKey(farmer)}`);
+    const hit = cache.get(key, nowMs());
+    if (hit instanceof Uint8Array) return hit;
+    const result = await buildFarmerDashboard(farmer, true);
+    const reply = encodeFarmerReply(result);
+    if ('Ok' in result && result.Ok.complete) {
+        putCached(key, reply, result.Ok.loans.length, [farmer]);
+    }
+    return reply;
 }
 
 function putCached(key: string, value: unknown, loans: number, users: Principal[]): void {
@@ -202,7 +230,7 @@ function putCached(key: string, value: unknown, loans: number, users: Principal[
         {
             size_bytes: sizeOf(loans),
             ttl_ms: getConfig().cache_ttl_ms,
-            tags: users.map((u) => userTag(u.toText()))
+            tags: users.map((u) => userTag(u))
         },
         nowMs()
     );
@@ -225,7 +253,7 @@ export async function investorDashboardOf(
     investor: Principal,
     fill: boolean
 ): Promise<Res<InvestorDashboard>> {
-    const key = cacheKey(`investor:${investor.toText()}`);
+    const key = cacheKey(`investor:${principalKey(investor)}`);
     if (fill) {
         const hit = cache.get(key, nowMs()) as InvestorDashboard | undefined;
         if (hit !== undefined) return { Ok: hit };
@@ -264,7 +292,7 @@ export async function userLoansOf(
     plan: PagePlan,
     fill: boolean
 ): Promise<Res<LoanPage>> {
-    const key = cacheKey(`loans:${user.toText()}:${plan.after ?? ''}:${plan.limit}`);
+    const key = cacheKey(`loans:${principalKey(user)}:${plan.after ?? ''}:${plan.limit}`);
     if (fill) {
         const hit = cache.get(key, nowMs()) as LoanPage | undefined;
         if (hit !== undefined) return { Ok: hit };

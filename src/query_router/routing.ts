@@ -9,6 +9,7 @@ import { callShardForLoan } from '../load_balancer/edge';
 import { adoptTableShards } from '../load_balancer/balancer';
 import { getConfig, getRoutingTable, setRoutingTable } from '../load_balancer/store';
 import { MAX_READ_ONLY_RETRIES } from '../shared/router_api';
+import { principalText } from '../shared/router_codec';
 import { validateRoutingTable } from '../shared/router_plan';
 import { ownerOf, type SlotMap } from '../shared/slot_map';
 import { ApiError, RoutingTable } from '../shared/types';
@@ -59,7 +60,7 @@ export function ownerOfSlot(slot: number): Res<Target> {
     if (shard_id === undefined || address === undefined) {
         return { Err: { InvalidInput: { field: 'slot', reason: `no owner for slot ${slot}` } } };
     }
-    return { Ok: { shard_id, canister_id: address.canister_id.toText() } };
+    return { Ok: { shard_id, canister_id: principalText(address.canister_id) } };
 }
 
 /** Every shard owning at least one slot, in id order: the targets of a fan-out. */
@@ -69,7 +70,7 @@ export function ownerShards(): Target[] {
     const owning = new Set(table.ranges.map((r) => r.shard_id));
     return table.shards
         .filter((s) => owning.has(s.shard_id))
-        .map((s) => ({ shard_id: s.shard_id, canister_id: s.canister_id.toText() }))
+        .map((s) => ({ shard_id: s.shard_id, canister_id: principalText(s.canister_id) }))
         .sort((a, b) => a.shard_id - b.shard_id);
 }
 

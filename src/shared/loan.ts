@@ -35,7 +35,7 @@ const invalid = invalidInput;
  * @example validateNewLoan({ ...app, apr: 200_000n }, now) // → InvalidInput { field: 'apr' }
  */
 export function validateNewLoan(loan: NewLoan, now_ns: bigint): Result<null> {
-    if (loan.borrower.toText() === ANONYMOUS) {
+    if (loan.borrower.isAnonymous()) {
         return invalid('borrower', 'the anonymous principal cannot borrow');
     }
     if (loan.amount_requested <= 0n || loan.amount_requested > MAX_LOAN_AMOUNT) {

@@ -4,6 +4,8 @@
  * answer, and the reproducible random draws of the two-choice algorithms. The canister reads its
  * state, calls these, and applies the result.
  */
+import type { Principal } from '@dfinity/principal';
+
 import { tagOf } from './candid';
 import type { ShardSnapshot } from './balancing';
 import { totalDue } from './loan';
@@ -23,6 +25,7 @@ import {
 } from './types';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_SHARDS } from './limits';
 import { invalidInput } from './errors';
+import { principalKey } from './router_codec';
 
 type Res<T> = { Ok: T } | { Err: ApiError };
 
@@ -292,12 +295,12 @@ export function investorDashboard(
     now_ns: bigint
 ): InvestorDashboard {
     const all = uniqueById(loans);
-    const me = investor.toText();
+    const me = principalKey(investor);
     let total_invested = 0n;
     let total_repaid_on_funded_loans = 0n;
     for (const loan of all) {
         for (const funding of loan.funders) {
-            if (funding.investor.toText() === me) total_invested += funding.amount;
+            if (principalKey(funding.investor) === me) total_invested += funding.amount;
         }
         total_repaid_on_funded_loans += loan.total_repaid;
     }
@@ -371,11 +374,12 @@ export function systemAnalytics(answers: readonly StatsAnswer[], now_ns: bigint)
 
 /** Cache tags of a loan's people: its borrower and every funder, so a write invalidates them all. */
 export function userTagsOf(loan: Loan): string[] {
-    const tags = new Set<string>([userTag(loan.borrower.toText())]);
-    for (const f of loan.funders) tags.add(userTag(f.investor.toText()));
+    const tags = new Set<string>([userTag(loan.borrower)]);
+    for (const f of loan.funders) tags.add(userTag(f.investor));
     return [...tags];
 }
 
-export function userTag(principalText: string): string {
-    return `user:${principalText}`;
+/** A user's cache tag: from the principal's bytes (`principalKey`), cheaper than its text. */
+export function userTag(user: Principal): string {
+    return `user:${principalKey(user)}`;
 }

@@ -235,11 +235,7 @@ describe('dashboards', () => {
         expect(d.total_investments).toBe(1n);
         expect(d.complete).toBe(false);
         expect(d.failed_shards).toEqual([1, 3]);
-        expect(userTagsOf(funded)).toEqual([
-            userTag(farmer.toText()),
-            userTag(investor.toText()),
-            userTag(who(3).toText())
-        ]);
+        expect(userTagsOf(funded)).toEqual([userTag(farmer), userTag(investor), userTag(who(3))]);
     });
 
     it('adds shard counters for system analytics and lists the missing shards', () => {
