@@ -17,10 +17,10 @@ import {
     Transition,
     tryAcquire
 } from '../shared/circuit_breaker';
-import { SHARD_METHODS, ShardMethod } from '../shared/shard_api';
+import { SHARD_METHODS, ShardMethod, type ShardLoanPage } from '../shared/shard_api';
 import { isBreakerFailure, nsToMs } from '../shared/router_plan';
 import { concatBytes, encodeLoanValue, okLoanPrefix } from '../shared/loan_codec';
-import { latin1, startsWithLatin1 } from '../shared/router_codec';
+import { decodeOkLoanPageReply, latin1, startsWithLatin1 } from '../shared/router_codec';
 import { Loan, Result, type ApiError, type CircuitBreakerStats } from '../shared/types';
 import {
     breakers,
@@ -260,6 +260,53 @@ export function replyLoan(result: Res<Uint8Array>): void {
             ? concatBytes([OK_LOAN_PREFIX, result.Ok])
             : new Uint8Array(IDL.encode([Result(Loan)], [result]))
     );
+}
+
+/**
+ * Calls `method` on a shard with the reply taken as bytes: through the breaker with `fill` (update
+ * context, like `callShard`), else read-only like `peekShard`. `decodeOk` reads an `Ok` reply by
+ * hand; any reply it does not take (an `Err`, another valid encoding) is decoded with `IDL.decode`,
+ * so every valid answer is read as before.
+ */
+export async function callShardRaw<T>(
+    shard_id: number,
+    canister_id: string,
+    method: ShardMethod,
+    args: unknown[],
+    fill: boolean,
+    decodeOk: (reply: Uint8Array) => T | undefined
+): Promise<Res<T>> {
+    const sig = SHARD_METHODS[method];
+    const perform = async (): Promise<Res<T>> => {
+        const reply = await call<Uint8Array, Uint8Array>(canister_id, method, {
+            raw: true,
+            args: new Uint8Array(IDL.encode(sig.args, args))
+        });
+        const ok = decodeOk(reply);
+        if (ok !== undefined) return { Ok: ok };
+        return IDL.decode([sig.ret], reply)[0] as unknown as Res<T>;
+    };
+    if (fill) return guarded(shard_id, perform);
+    if (!canExecute(shard_id)) return unavailable(shard_id, 'circuit breaker open');
+    try {
+        return await perform();
+    } catch (error) {
+        return unavailable(shard_id, rejectText(error));
+    }
+}
+
+/**
+ * Calls a shard's loan index (`get_loans_by_borrower` / `get_loans_by_investor`) like
+ * `callShardRaw`; the `Ok` page is decoded by hand and its loans keep their bytes for the reply.
+ */
+export async function callShardLoanPage(
+    shard_id: number,
+    canister_id: string,
+    method: 'get_loans_by_borrower' | 'get_loans_by_investor',
+    args: unknown[],
+    fill: boolean
+): Promise<Res<ShardLoanPage>> {
+    return callShardRaw(shard_id, canister_id, method, args, fill, decodeOkLoanPageReply);
 }
 
 /** Whether the breaker would let a call through now (no state change: safe in a query). */

@@ -104,7 +104,9 @@ import {
 import { VERSION } from '../shared/version';
 import {
     cache,
+    encodeAnalyticsReply,
     encodeFarmerReply,
+    encodeInvestorReply,
     farmerDashboardOf,
     farmerDashboardReply,
     investorDashboardOf,
@@ -123,6 +125,12 @@ import {
 import { invalidInput } from '../shared/errors';
 
 const NOT_AUTHORIZED = { Err: { NotAuthorized: null } } as const;
+
+/** The argument `(principal)` of a manual method: decoded by hand, else by `IDL.decode`. */
+function principalArg(): Principal {
+    const arg = msgArgData();
+    return decodePrincipalArg(arg) ?? (IDL.decode([principal], arg)[0] as unknown as Principal);
+}
 
 const invalid = invalidInput;
 
@@ -517,44 +525,52 @@ export default class {
         msgReply(await farmerDashboardReply(farmer));
     }
 
-    /** Composite query (same access): read-only, uncached. */
-    @query([principal], Result(FarmerDashboard), { composite: true })
-    async query_farmer_dashboard(farmer: Principal): Promise<Result<FarmerDashboard>> {
-        if (!mayReadUser(msgCaller(), farmer)) return NOT_AUTHORIZED;
-        return await farmerDashboardOf(farmer);
+    /** Composite query (same access): read-only, uncached. Manual reply, encoded by hand. */
+    @query([principal], Result(FarmerDashboard), { composite: true, manual: true })
+    async query_farmer_dashboard(): Promise<void> {
+        const farmer = principalArg();
+        if (!mayReadUser(msgCaller(), farmer)) return msgReply(encodeFarmerReply(NOT_AUTHORIZED));
+        msgReply(encodeFarmerReply(await farmerDashboardOf(farmer)));
     }
 
     /**
      * Update (the investor, writers, admins): every shard in parallel; `complete = false` and the
-     * failed shards listed when some did not answer. Cached when complete.
+     * failed shards listed when some did not answer. Cached when complete. Manual reply, encoded
+     * by hand (the shards' loan bytes are reused).
      */
-    @update([principal], Result(InvestorDashboard))
-    async get_investor_dashboard_advanced(investor: Principal): Promise<Result<InvestorDashboard>> {
-        if (!mayReadUser(msgCaller(), investor)) return NOT_AUTHORIZED;
-        return await investorDashboardOf(investor, true);
+    @update([principal], Result(InvestorDashboard), { manual: true })
+    async get_investor_dashboard_advanced(): Promise<void> {
+        const investor = principalArg();
+        if (!mayReadUser(msgCaller(), investor)) {
+            return msgReply(encodeInvestorReply(NOT_AUTHORIZED));
+        }
+        msgReply(encodeInvestorReply(await investorDashboardOf(investor, true)));
     }
 
-    /** Composite query (same access): read-only, at most MAX_COMPOSITE_FANOUT shards. */
-    @query([principal], Result(InvestorDashboard), { composite: true })
-    async query_investor_dashboard(investor: Principal): Promise<Result<InvestorDashboard>> {
-        if (!mayReadUser(msgCaller(), investor)) return NOT_AUTHORIZED;
-        if (shardCount() > MAX_COMPOSITE_FANOUT) return tooWide();
-        return await investorDashboardOf(investor, false);
+    /** Composite query (same access): read-only, at most MAX_COMPOSITE_FANOUT shards. Manual. */
+    @query([principal], Result(InvestorDashboard), { composite: true, manual: true })
+    async query_investor_dashboard(): Promise<void> {
+        const investor = principalArg();
+        if (!mayReadUser(msgCaller(), investor)) {
+            return msgReply(encodeInvestorReply(NOT_AUTHORIZED));
+        }
+        if (shardCount() > MAX_COMPOSITE_FANOUT) return msgReply(encodeInvestorReply(tooWide()));
+        msgReply(encodeInvestorReply(await investorDashboardOf(investor, false)));
     }
 
-    /** Update (observers): every shard's counters summed; cached when complete. */
-    @update([], Result(SystemAnalytics))
-    async get_system_analytics(): Promise<Result<SystemAnalytics>> {
-        if (!isObserver(msgCaller())) return NOT_AUTHORIZED;
-        return await systemAnalyticsOf(true);
+    /** Update (observers): every shard's counters summed; cached when complete. Manual reply. */
+    @update([], Result(SystemAnalytics), { manual: true })
+    async get_system_analytics(): Promise<void> {
+        if (!isObserver(msgCaller())) return msgReply(encodeAnalyticsReply(NOT_AUTHORIZED));
+        msgReply(encodeAnalyticsReply(await systemAnalyticsOf(true)));
     }
 
-    /** Composite query (observers): read-only, at most MAX_COMPOSITE_FANOUT shards. */
-    @query([], Result(SystemAnalytics), { composite: true })
-    async query_system_analytics(): Promise<Result<SystemAnalytics>> {
-        if (!isObserver(msgCaller())) return NOT_AUTHORIZED;
-        if (shardCount() > MAX_COMPOSITE_FANOUT) return tooWide();
-        return await systemAnalyticsOf(false);
+    /** Composite query (observers): read-only, at most MAX_COMPOSITE_FANOUT shards. Manual. */
+    @query([], Result(SystemAnalytics), { composite: true, manual: true })
+    async query_system_analytics(): Promise<void> {
+        if (!isObserver(msgCaller())) return msgReply(encodeAnalyticsReply(NOT_AUTHORIZED));
+        if (shardCount() > MAX_COMPOSITE_FANOUT) return msgReply(encodeAnalyticsReply(tooWide()));
+        msgReply(encodeAnalyticsReply(await systemAnalyticsOf(false)));
     }
 
     /** Query (observers): fan-out counts, partial answers and latency since the last reset. */

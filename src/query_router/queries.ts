@@ -6,10 +6,13 @@
  * - composite query (`fill = false`): the same fan-out, read-only, for clients wanting query latency.
  * The farmer's dashboard is cached as its encoded reply, so a hit costs no Candid encoding. Cache
  * keys and tags name users by their principal's bytes (`principalKey`), not its text.
+ * Shard pages and statistics are decoded by hand (`callShardLoanPage`, `STATS_CODEC`) and the
+ * dashboards and analytics are encoded by hand (`router_codec`): decoded loans keep their bytes,
+ * which the reply carries again, so a dashboard costs no generic Candid work on its `Ok` path.
  */
 import { IDL, Principal, time } from 'azle';
 
-import { callShard, peekShard } from '../load_balancer/edge';
+import { callShardLoanPage, callShardRaw } from '../load_balancer/edge';
 import {
     getConfig,
     getQueryCounters,
@@ -19,7 +22,12 @@ import {
 } from '../load_balancer/store';
 import { BoundedCache } from '../shared/cache';
 import { slotOf } from '../shared/hash';
-import { principalKey } from '../shared/router_codec';
+import {
+    encodeOkFarmerReply,
+    encodeOkInvestorReply,
+    OkReplyCodec,
+    principalKey
+} from '../shared/router_codec';
 import { MAX_PAGE_SIZE } from '../shared/limits';
 import {
     CACHE_MAX_BYTES,
@@ -36,16 +44,16 @@ import {
     systemAnalytics,
     userTag
 } from '../shared/router_plan';
-import type { ShardLoanPage, ShardMethod, ShardStats } from '../shared/shard_api';
+import { ShardStats } from '../shared/shard_api';
 import { ownerOf } from '../shared/slot_map';
 import {
     FarmerDashboard,
+    InvestorDashboard,
     Result,
     type ApiError,
-    type InvestorDashboard,
     type Loan,
     type LoanPage,
-    type SystemAnalytics
+    SystemAnalytics
 } from '../shared/types';
 import { ownerOfSlot, ownerShards, slotMap, Target } from './routing';
 
@@ -102,23 +110,12 @@ function recordQuery(o: FanOutOutcome): void {
     });
 }
 
-type Caller = <T>(
-    shard_id: number,
-    canister_id: string,
-    method: ShardMethod,
-    args: unknown[]
-) => Promise<Res<T>>;
-
-function callerOf(fill: boolean): Caller {
-    return fill ? callShard : peekShard;
-}
-
 /**
  * Reads up to `max_pages` pages of one shard's index (borrower or investor), keeping only loans
  * whose slot the shard owns under the current table (a migration's copies elsewhere are skipped).
  */
 async function readIndex(
-    caller: Caller,
+    fill: boolean,
     target: Target,
     method: 'get_loans_by_borrower' | 'get_loans_by_investor',
     user: Principal,
@@ -132,11 +129,13 @@ async function readIndex(
     let next_cursor: [] | [bigint] = [];
     for (let page = 0; page < max_pages; page++) {
         calls += 1;
-        const reply = await caller<ShardLoanPage>(target.shard_id, target.canister_id, method, [
-            user,
-            after === null ? [] : [after],
-            [plan.limit]
-        ]);
+        const reply = await callShardLoanPage(
+            target.shard_id,
+            target.canister_id,
+            method,
+            [user, after === null ? [] : [after], [plan.limit]],
+            fill
+        );
         if ('Err' in reply) {
             const error = JSON.stringify(Object.keys(reply.Err));
             return { answer: { shard_id: target.shard_id, ok: false, error }, calls };
@@ -178,7 +177,7 @@ async function buildFarmerDashboard(
     const target = ownerOfSlot(slotOf(farmer.toUint8Array()));
     if ('Err' in target) return target;
     const { answer, calls } = await readIndex(
-        callerOf(fill),
+        fill,
         target.Ok,
         'get_loans_by_borrower',
         farmer,
@@ -202,9 +201,16 @@ export async function farmerDashboardOf(farmer: Principal): Promise<Res<FarmerDa
     return await buildFarmerDashboard(farmer, false);
 }
 
-/** A `Result<FarmerDashboard>` reply, encoded by `@dfinity/candid`. */
+/** A `Result<FarmerDashboard>` reply: `Ok` encoded by hand (shard loan bytes reused), `Err` by `IDL`. */
 export function encodeFarmerReply(result: Res<FarmerDashboard>): Uint8Array {
+    if ('Ok' in result) return encodeOkFarmerReply(result.Ok);
     return new Uint8Array(IDL.encode([Result(FarmerDashboard)], [result]));
+}
+
+/** A `Result<InvestorDashboard>` reply: `Ok` encoded by hand, `Err` by `IDL`. */
+export function encodeInvestorReply(result: Res<InvestorDashboard>): Uint8Array {
+    if ('Ok' in result) return encodeOkInvestorReply(result.Ok);
+    return new Uint8Array(IDL.encode([Result(InvestorDashboard)], [result]));
 }
 
 /**
@@ -260,10 +266,9 @@ export async function investorDashboardOf(
     }
     const targets = ownerShards();
     const started_ns = time();
-    const caller = callerOf(fill);
     const { answers, calls } = await fanOut(targets, (t) =>
         readIndex(
-            caller,
+            fill,
             t,
             'get_loans_by_investor',
             investor,
@@ -300,10 +305,9 @@ export async function userLoansOf(
     const owner = ownerOfSlot(slotOf(user.toUint8Array()));
     if ('Err' in owner) return owner;
     const started_ns = time();
-    const caller = callerOf(fill);
     const [borrower, investor] = await Promise.all([
-        readIndex(caller, owner.Ok, 'get_loans_by_borrower', user, plan, 1),
-        fanOut(ownerShards(), (t) => readIndex(caller, t, 'get_loans_by_investor', user, plan, 1))
+        readIndex(fill, owner.Ok, 'get_loans_by_borrower', user, plan, 1),
+        fanOut(ownerShards(), (t) => readIndex(fill, t, 'get_loans_by_investor', user, plan, 1))
     ]);
     const page = mergeUserLoans(borrower.answer, investor.answers, plan);
     if ('Err' in page) return page;
@@ -319,6 +323,38 @@ export async function userLoansOf(
     return page;
 }
 
+/** Hand codecs of a shard's `Result<ShardStats>` and the router's `Result<SystemAnalytics>`. */
+const STATS_CODEC = new OkReplyCodec<ShardStats>(ShardStats, {
+    shard_id: 0,
+    loan_count: 0n,
+    owned_slots: 0,
+    by_status: [],
+    total_requested: 0n,
+    total_approved: 0n,
+    total_repaid: 0n,
+    read_only: false,
+    epoch: 0n
+});
+const ANALYTICS_CODEC = new OkReplyCodec<SystemAnalytics>(SystemAnalytics, {
+    total_loans: 0n,
+    total_shards: 0,
+    healthy_shards: 0,
+    by_status: [],
+    total_requested: 0n,
+    total_approved: 0n,
+    total_repaid: 0n,
+    shards: [],
+    complete: true,
+    failed_shards: [],
+    generated_at: 0n
+});
+
+/** A `Result<SystemAnalytics>` reply: `Ok` encoded by hand, `Err` by `IDL`. */
+export function encodeAnalyticsReply(result: Res<SystemAnalytics>): Uint8Array {
+    if ('Ok' in result) return ANALYTICS_CODEC.encodeOk(result.Ok);
+    return new Uint8Array(IDL.encode([Result(SystemAnalytics)], [result]));
+}
+
 /** System-wide figures from every shard's counters, in parallel. */
 export async function systemAnalyticsOf(fill: boolean): Promise<Res<SystemAnalytics>> {
     const key = cacheKey('analytics');
@@ -327,15 +363,16 @@ export async function systemAnalyticsOf(fill: boolean): Promise<Res<SystemAnalyt
         if (hit !== undefined) return { Ok: hit };
     }
     const started_ns = time();
-    const caller = callerOf(fill);
     const targets = ownerShards();
     const answers: StatsAnswer[] = await Promise.all(
         targets.map(async (t): Promise<StatsAnswer> => {
-            const reply = await caller<ShardStats>(
+            const reply = await callShardRaw(
                 t.shard_id,
                 t.canister_id,
                 'get_shard_stats',
-                []
+                [],
+                fill,
+                (bytes) => STATS_CODEC.decodeOk(bytes)
             );
             const avg_response_time_ms = balancerShards.get(t.shard_id)?.ewma_latency_ms ?? 0;
             return 'Ok' in reply

@@ -415,3 +415,63 @@ export function decodeNewLoanArg(arg: Uint8Array): NewLoan | undefined {
         return undefined;
     }
 }
+
+// ---- Loan pages (helper K): a shard's `record { loans: vec Loan; next_cursor: opt nat64 }` ----
+
+/** A shard's page of loans, as `get_loans_by_borrower` / `get_loans_by_investor` answer it. */
+export interface LoanPageValue {
+    loans: Loan[];
+    next_cursor: [] | [bigint];
+}
+
+/** The page's fields in Candid order (a record sorts by hash). */
+const PAGE_ORDER = byHash(['loans', 'next_cursor'] as const);
+
+/**
+ * The value bytes each decoded loan was read from (`decodeLoanPageValue`), so a reply can carry them
+ * again without encoding the loan; weak, so it holds nothing once the loan is dropped.
+ */
+const LOAN_BYTES = new WeakMap<Loan, Uint8Array>();
+
+/** The value bytes of `loan`: the bytes it was decoded from when known, else freshly encoded. */
+export function loanValueBytes(loan: Loan): Uint8Array {
+    return LOAN_BYTES.get(loan) ?? encodeLoanValue(loan);
+}
+
+/** The Candid value bytes of a loan page (what `IDL.encode([ShardLoanPage], [page])` ends with). */
+export function encodeLoanPageValue(page: LoanPageValue): Uint8Array {
+    const w = new Writer(16 + 192 * page.loans.length);
+    for (const field of PAGE_ORDER) {
+        if (field === 'next_cursor') {
+            w.optNat64(page.next_cursor);
+        } else {
+            w.leb(page.loans.length);
+            for (const loan of page.loans) w.raw(loanValueBytes(loan));
+        }
+    }
+    return w.done();
+}
+
+/**
+ * Decodes bytes written by `encodeLoanPageValue`; throws on malformed or trailing bytes. Each loan
+ * remembers its bytes (`loanValueBytes`), so passing it on costs no encoding.
+ */
+export function decodeLoanPageValue(bytes: Uint8Array): LoanPageValue {
+    const r = new Reader(bytes);
+    const page: LoanPageValue = { loans: [], next_cursor: [] };
+    for (const field of PAGE_ORDER) {
+        if (field === 'next_cursor') {
+            page.next_cursor = r.optNat64();
+        } else {
+            const n = r.count(80);
+            for (let i = 0; i < n; i++) {
+                const start = r.at;
+                const loan = readLoanFrom(r);
+                LOAN_BYTES.set(loan, bytes.subarray(start, r.at));
+                page.loans.push(loan);
+            }
+        }
+    }
+    if (r.at !== bytes.length) throw new Error('loan page bytes: trailing bytes');
+    return page;
+}

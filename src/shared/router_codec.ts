@@ -9,12 +9,34 @@
  * writes; the caller then decodes with `IDL.decode`, so every valid message is still accepted and
  * every invalid one still rejected. Reply prefixes are computed with `IDL.encode` and checked
  * against the hand encoding (`candidPrefix`). `tests/unit/router_codec.test.ts` checks both ways.
+ *
+ * The dashboards' fan-out too: a shard's `Ok` loan page is decoded by hand (its loans keep their
+ * bytes), farmer and investor dashboards are encoded by hand with those bytes spliced in, and small
+ * records (shard statistics, system analytics) go through `OkReplyCodec`, driven by their IDL type.
  */
+import { IDL } from '@dfinity/candid';
 import { Principal } from '@dfinity/principal';
 
 import { principal } from './candid';
-import { candidPrefix, concatBytes, lebBytes } from './loan_codec';
-import { Result } from './types';
+import {
+    candidFieldOrder,
+    candidPrefix,
+    concatBytes,
+    decodeLoanPageValue,
+    encodeLoanPageValue,
+    lebBytes,
+    loanValueBytes,
+    type LoanPageValue
+} from './loan_codec';
+import { ShardLoanPage } from './shard_api';
+import {
+    FarmerDashboard,
+    InvestorDashboard,
+    LOAN_STATUSES,
+    Result,
+    type Loan,
+    type StatusCount
+} from './types';
 
 /** `DIDL`, no type-table entries, one argument of the primitive type `code` (its SLEB byte). */
 function argHead(code: number): Uint8Array {
@@ -106,4 +128,370 @@ export function principalText(p: Principal): string {
     if (texts.size >= MAX_REMEMBERED_TEXTS) texts.clear();
     texts.set(key, text);
     return text;
+}
+
+// ---- Dashboards (helper K): shard loan pages decoded, dashboard replies encoded, by hand ----
+
+/** The head of a shard's `Result<ShardLoanPage>` reply holding `Ok` (computed at load). */
+const EMPTY_PAGE: LoanPageValue = { loans: [], next_cursor: [] };
+const OK_LOAN_PAGE_PREFIX = candidPrefix(
+    [Result(ShardLoanPage)],
+    [{ Ok: EMPTY_PAGE }],
+    encodeLoanPageValue(EMPTY_PAGE)
+);
+const OK_LOAN_PAGE_PREFIX_LATIN1 = latin1(OK_LOAN_PAGE_PREFIX);
+
+/**
+ * The page of a shard's `Result<ShardLoanPage>` reply holding `Ok` in the encoding
+ * `@dfinity/candid` (Azle) writes; undefined for anything else (an `Err`, another valid encoding,
+ * malformed bytes), which the caller decodes with `IDL.decode`. The loans keep their bytes.
+ */
+export function decodeOkLoanPageReply(reply: Uint8Array): LoanPageValue | undefined {
+    if (!startsWithLatin1(reply, OK_LOAN_PAGE_PREFIX_LATIN1)) return undefined;
+    try {
+        return decodeLoanPageValue(reply.subarray(OK_LOAN_PAGE_PREFIX.length));
+    } catch {
+        return undefined;
+    }
+}
+
+type Dashboard = FarmerDashboard | InvestorDashboard;
+
+/** Dashboard fields the encoder writes as something other than `nat64`. */
+const DASHBOARD_SPECIAL = new Set([
+    'farmer',
+    'investor',
+    'loans',
+    'investments',
+    'by_status',
+    'complete',
+    'failed_shards'
+]);
+
+/** A record type's field names in Candid order; throws at load on a field the encoder can't write. */
+function dashboardFields(type: IDL.Type): string[] {
+    const fields = (type as unknown as IDL.RecordClass)._fields;
+    for (const [name, t] of fields) {
+        if (!DASHBOARD_SPECIAL.has(name) && t.display() !== IDL.Nat64.display()) {
+            throw new Error(`router codec: dashboard field ${name} is not nat64`);
+        }
+    }
+    return fields.map(([name]) => name);
+}
+
+const FARMER_FIELDS = dashboardFields(FarmerDashboard);
+const INVESTOR_FIELDS = dashboardFields(InvestorDashboard);
+const STATUS_ORDER = candidFieldOrder(LOAN_STATUSES);
+const STATUS_COUNT_ORDER = candidFieldOrder(['status', 'count'] as const);
+
+function nat64Bytes(value: bigint): Uint8Array {
+    const out = new Uint8Array(8);
+    new DataView(out.buffer).setBigUint64(0, value, true);
+    return out;
+}
+
+function nat32sBytes(values: readonly number[]): Uint8Array {
+    const out = new Uint8Array(4 * values.length);
+    const view = new DataView(out.buffer);
+    values.forEach((v, i) => view.setUint32(4 * i, v, true));
+    return out;
+}
+
+function statusCountsParts(counts: readonly StatusCount[], parts: Uint8Array[]): void {
+    parts.push(lebBytes(counts.length));
+    for (const c of counts) {
+        for (const f of STATUS_COUNT_ORDER) {
+            if (f === 'count') {
+                parts.push(nat64Bytes(c.count));
+            } else {
+                const index = STATUS_ORDER.indexOf(Object.keys(c.status)[0] as never);
+                if (index < 0) throw new Error('router codec: unknown status');
+                parts.push(lebBytes(index));
+            }
+        }
+    }
+}
+
+/** The Candid value bytes of a dashboard; loans decoded from a shard reuse their bytes. */
+function encodeDashboardValue(fields: readonly string[], d: Dashboard): Uint8Array {
+    const parts: Uint8Array[] = [];
+    const value = d as unknown as Record<string, unknown>;
+    for (const field of fields) {
+        const v = value[field];
+        switch (field) {
+            case 'farmer':
+            case 'investor':
+                parts.push(encodePrincipalValue(v as Principal));
+                break;
+            case 'loans':
+            case 'investments': {
+                const loans = v as Loan[];
+                parts.push(lebBytes(loans.length));
+                for (const loan of loans) parts.push(loanValueBytes(loan));
+                break;
+            }
+            case 'by_status':
+                statusCountsParts(v as StatusCount[], parts);
+                break;
+            case 'complete':
+                parts.push(new Uint8Array([v === true ? 1 : 0]));
+                break;
+            case 'failed_shards': {
+                const ids = v as number[];
+                parts.push(lebBytes(ids.length), nat32sBytes(ids));
+                break;
+            }
+            default:
+                parts.push(nat64Bytes(v as bigint));
+        }
+    }
+    return concatBytes(parts);
+}
+
+/** The value bytes of a `FarmerDashboard` (what `IDL.encode([FarmerDashboard], [d])` ends with). */
+export function encodeFarmerDashboardValue(d: FarmerDashboard): Uint8Array {
+    return encodeDashboardValue(FARMER_FIELDS, d);
+}
+
+/** The value bytes of an `InvestorDashboard`. */
+export function encodeInvestorDashboardValue(d: InvestorDashboard): Uint8Array {
+    return encodeDashboardValue(INVESTOR_FIELDS, d);
+}
+
+const SAMPLE_FARMER: FarmerDashboard = {
+    farmer: Principal.anonymous(),
+    loans: [],
+    total_loans: 0n,
+    active_loans: 0n,
+    total_borrowed: 0n,
+    total_repaid: 0n,
+    outstanding_balance: 0n,
+    by_status: [],
+    complete: true,
+    failed_shards: [],
+    generated_at: 0n
+};
+const SAMPLE_INVESTOR: InvestorDashboard = {
+    investor: Principal.anonymous(),
+    investments: [],
+    total_investments: 0n,
+    active_investments: 0n,
+    total_invested: 0n,
+    total_repaid_on_funded_loans: 0n,
+    by_status: [],
+    complete: true,
+    failed_shards: [],
+    generated_at: 0n
+};
+
+/** Heads of `Result<FarmerDashboard>` / `Result<InvestorDashboard>` replies holding `Ok` (at load). */
+const OK_FARMER_PREFIX = candidPrefix(
+    [Result(FarmerDashboard)],
+    [{ Ok: SAMPLE_FARMER }],
+    encodeFarmerDashboardValue(SAMPLE_FARMER)
+);
+const OK_INVESTOR_PREFIX = candidPrefix(
+    [Result(InvestorDashboard)],
+    [{ Ok: SAMPLE_INVESTOR }],
+    encodeInvestorDashboardValue(SAMPLE_INVESTOR)
+);
+
+/** The whole reply `Result<FarmerDashboard>` = `Ok(d)`, as `IDL.encode` writes it. */
+export function encodeOkFarmerReply(d: FarmerDashboard): Uint8Array {
+    return concatBytes([OK_FARMER_PREFIX, encodeFarmerDashboardValue(d)]);
+}
+
+/** The whole reply `Result<InvestorDashboard>` = `Ok(d)`, as `IDL.encode` writes it. */
+export function encodeOkInvestorReply(d: InvestorDashboard): Uint8Array {
+    return concatBytes([OK_INVESTOR_PREFIX, encodeInvestorDashboardValue(d)]);
+}
+
+// ---- Small records by their type (helper K): shard stats in, system analytics out ----
+
+/**
+ * Appends the Candid value bytes of `value` of `type`: records, vectors, options, variants, bool,
+ * nat32/nat64, float64, null and principal (what shard statistics and analytics hold). Throws on
+ * any other type, so a new field of another type fails the load-time prefix check, not a reply.
+ */
+function writeTyped(type: IDL.Type, value: unknown, parts: Uint8Array[]): void {
+    if (type instanceof IDL.RecordClass) {
+        const record = value as Record<string, unknown>;
+        for (const [name, t] of type._fields) writeTyped(t, record[name], parts);
+    } else if (type instanceof IDL.VariantClass) {
+        const tag = Object.keys(value as object)[0];
+        const index = type._fields.findIndex(([name]) => name === tag);
+        if (index < 0) throw new Error(`router codec: unknown variant case ${tag}`);
+        parts.push(lebBytes(index));
+        writeTyped(type._fields[index][1], (value as Record<string, unknown>)[tag], parts);
+    } else if (type instanceof IDL.VecClass) {
+        const items = value as unknown[];
+        parts.push(lebBytes(items.length));
+        for (const item of items) writeTyped(type._type, item, parts);
+    } else if (type instanceof IDL.OptClass) {
+        const opt = value as unknown[];
+        parts.push(new Uint8Array([opt.length === 0 ? 0 : 1]));
+        if (opt.length !== 0) writeTyped(type._type, opt[0], parts);
+    } else if (type instanceof IDL.FixedNatClass && type._bits === 64) {
+        parts.push(nat64Bytes(BigInt(value as bigint)));
+    } else if (type instanceof IDL.FixedNatClass && type._bits === 32) {
+        parts.push(nat32sBytes([Number(value)]));
+    } else if (type instanceof IDL.FloatClass && type._bits === 64) {
+        const out = new Uint8Array(8);
+        new DataView(out.buffer).setFloat64(0, value as number, true);
+        parts.push(out);
+    } else if (type instanceof IDL.BoolClass) {
+        parts.push(new Uint8Array([value === true ? 1 : 0]));
+    } else if (type instanceof IDL.NullClass) {
+        // no bytes
+    } else if (type instanceof IDL.PrincipalClass) {
+        parts.push(encodePrincipalValue(value as Principal));
+    } else {
+        throw new Error(`router codec: no hand encoding for ${type.display()}`);
+    }
+}
+
+/** The Candid value bytes of `value` of `type` (see `writeTyped` for the types it knows). */
+export function encodeTypedValue(type: IDL.Type, value: unknown): Uint8Array {
+    const parts: Uint8Array[] = [];
+    writeTyped(type, value, parts);
+    return concatBytes(parts);
+}
+
+/** A bounds-checked cursor over value bytes; throws on truncated or malformed input. */
+class TypedReader {
+    at = 0;
+    private readonly view: DataView;
+
+    constructor(private readonly bytes: Uint8Array) {
+        this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    }
+
+    need(n: number): void {
+        if (n < 0 || this.at + n > this.bytes.length) throw new Error('router codec: truncated');
+    }
+
+    byte(): number {
+        this.need(1);
+        return this.bytes[this.at++];
+    }
+
+    leb(): number {
+        let result = 0;
+        let scale = 1;
+        for (let i = 0; i < 5; i++) {
+            const b = this.byte();
+            result += (b & 0x7f) * scale;
+            if ((b & 0x80) === 0) return result;
+            scale *= 128;
+        }
+        throw new Error('router codec: LEB128 too long');
+    }
+
+    read(type: IDL.Type): unknown {
+        if (type instanceof IDL.RecordClass) {
+            const record: Record<string, unknown> = {};
+            for (const [name, t] of type._fields) record[name] = this.read(t);
+            return record;
+        }
+        if (type instanceof IDL.VariantClass) {
+            const field = type._fields[this.leb()];
+            if (field === undefined) throw new Error('router codec: bad variant index');
+            return { [field[0]]: this.read(field[1]) };
+        }
+        if (type instanceof IDL.VecClass) {
+            const n = this.leb();
+            if (n > this.bytes.length - this.at) throw new Error('router codec: bad length');
+            const items: unknown[] = [];
+            for (let i = 0; i < n; i++) items.push(this.read(type._type));
+            return typedVec(type._type, items);
+        }
+        if (type instanceof IDL.OptClass) {
+            const tag = this.byte();
+            if (tag > 1) throw new Error('router codec: bad opt tag');
+            return tag === 0 ? [] : [this.read(type._type)];
+        }
+        if (type instanceof IDL.FixedNatClass && (type._bits === 64 || type._bits === 32)) {
+            this.need(type._bits / 8);
+            const at = this.at;
+            this.at += type._bits / 8;
+            return type._bits === 64
+                ? this.view.getBigUint64(at, true)
+                : this.view.getUint32(at, true);
+        }
+        if (type instanceof IDL.FloatClass && type._bits === 64) {
+            this.need(8);
+            this.at += 8;
+            return this.view.getFloat64(this.at - 8, true);
+        }
+        if (type instanceof IDL.BoolClass) {
+            const b = this.byte();
+            if (b > 1) throw new Error('router codec: bad bool');
+            return b === 1;
+        }
+        if (type instanceof IDL.NullClass) return null;
+        if (type instanceof IDL.PrincipalClass) {
+            if (this.byte() !== 1) throw new Error('router codec: opaque principal reference');
+            const n = this.leb();
+            if (n > MAX_PRINCIPAL_BYTES) throw new Error('router codec: principal too long');
+            this.need(n);
+            this.at += n;
+            return Principal.fromUint8Array(this.bytes.slice(this.at - n, this.at));
+        }
+        throw new Error(`router codec: no hand decoding for ${type.display()}`);
+    }
+}
+
+/** A vector as `IDL.decode` answers it: `nat32`/`nat64` in a typed array, else an array. */
+function typedVec(element: IDL.Type, items: unknown[]): unknown {
+    if (element instanceof IDL.FixedNatClass && element._bits === 32) {
+        return Uint32Array.from(items as number[]);
+    }
+    if (element instanceof IDL.FixedNatClass && element._bits === 64) {
+        return BigUint64Array.from(items as bigint[]);
+    }
+    return items;
+}
+
+/** Decodes bytes written by `encodeTypedValue(type, …)`; throws on malformed or trailing bytes. */
+export function decodeTypedValue(type: IDL.Type, bytes: Uint8Array): unknown {
+    const r = new TypedReader(bytes);
+    const value = r.read(type);
+    if (r.at !== bytes.length) throw new Error('router codec: trailing bytes');
+    return value;
+}
+
+/**
+ * A hand codec for replies `Result<T>` holding `Ok`, for a small record type `T` (shard stats,
+ * analytics): the head is computed with `IDL.encode` from `sample` at load and checked against the
+ * hand encoding. `decodeOk` answers undefined for an `Err`, another encoding or malformed bytes
+ * (the caller then uses `IDL.decode`).
+ */
+export class OkReplyCodec<T> {
+    private readonly prefix: Uint8Array;
+    private readonly prefixLatin1: string;
+
+    constructor(
+        private readonly type: IDL.Type,
+        sample: T
+    ) {
+        this.prefix = candidPrefix(
+            [Result(type)],
+            [{ Ok: sample }],
+            encodeTypedValue(type, sample)
+        );
+        this.prefixLatin1 = latin1(this.prefix);
+    }
+
+    encodeOk(value: T): Uint8Array {
+        return concatBytes([this.prefix, encodeTypedValue(this.type, value)]);
+    }
+
+    decodeOk(reply: Uint8Array): T | undefined {
+        if (!startsWithLatin1(reply, this.prefixLatin1)) return undefined;
+        try {
+            return decodeTypedValue(this.type, reply.subarray(this.prefix.length)) as T;
+        } catch {
+            return undefined;
+        }
+    }
 }

@@ -3,20 +3,103 @@ import { Principal } from '@dfinity/principal';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
+import { decodeLoanPageValue, encodeLoanPageValue } from '../../src/shared/loan_codec';
 import {
     decodeNat64Arg,
+    decodeOkLoanPageReply,
     decodePrincipalArg,
+    encodeOkFarmerReply,
+    encodeOkInvestorReply,
     encodeOkPrincipalReply,
+    OkReplyCodec,
     encodePrincipalValue,
     principalKey,
     principalText
 } from '../../src/shared/router_codec';
-import { Result } from '../../src/shared/types';
+import { ShardLoanPage, ShardStats } from '../../src/shared/shard_api';
+import {
+    FarmerDashboard,
+    InvestorDashboard,
+    LOAN_STATUSES,
+    Loan,
+    Result,
+    SystemAnalytics
+} from '../../src/shared/types';
 
 const nat64 = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n });
 const principal = fc
     .uint8Array({ minLength: 0, maxLength: 29 })
     .map((bytes) => Principal.fromUint8Array(bytes));
+
+const optNat64 = fc
+    .option(nat64, { nil: undefined })
+    .map((v): [] | [bigint] => (v === undefined ? [] : [v]));
+const status = fc.constantFrom(...LOAN_STATUSES).map((s) => ({ [s]: null }) as Loan['status']);
+
+// fast-check builds records without a prototype; @dfinity/candid wants plain objects.
+const loanArb: fc.Arbitrary<Loan> = fc
+    .record({
+        id: nat64,
+        borrower: principal,
+        nft_id: nat64,
+        collateral_value_btc: nat64,
+        amount_requested: nat64,
+        amount_approved: nat64,
+        apr: nat64,
+        status,
+        created_at: nat64,
+        due_date: optNat64,
+        total_repaid: nat64,
+        repayment_history: fc.array(fc.record({ amount: nat64, timestamp: nat64 }), {
+            maxLength: 3
+        }),
+        last_payment_date: optNat64,
+        funders: fc.array(fc.record({ investor: principal, amount: nat64 }), { maxLength: 4 }),
+        updated_at: nat64,
+        version: nat64
+    })
+    .map((l) => ({
+        ...l,
+        status: { ...l.status },
+        repayment_history: l.repayment_history.map((r) => ({ ...r })),
+        funders: l.funders.map((f) => ({ ...f }))
+    }));
+const loans = fc.array(loanArb, { maxLength: 4 });
+const statusCounts = fc.array(
+    fc.record({ status, count: nat64 }).map((c) => ({ status: { ...c.status }, count: c.count })),
+    { maxLength: 6 }
+);
+const shardIds = fc.array(fc.nat({ max: 0xffff_ffff }), { maxLength: 5 });
+
+const farmerArb: fc.Arbitrary<FarmerDashboard> = fc
+    .record({
+        farmer: principal,
+        loans,
+        total_loans: nat64,
+        active_loans: nat64,
+        total_borrowed: nat64,
+        total_repaid: nat64,
+        outstanding_balance: nat64,
+        by_status: statusCounts,
+        complete: fc.boolean(),
+        failed_shards: shardIds,
+        generated_at: nat64
+    })
+    .map((d) => ({ ...d }));
+const investorArb: fc.Arbitrary<InvestorDashboard> = fc
+    .record({
+        investor: principal,
+        investments: loans,
+        total_investments: nat64,
+        active_investments: nat64,
+        total_invested: nat64,
+        total_repaid_on_funded_loans: nat64,
+        by_status: statusCounts,
+        complete: fc.boolean(),
+        failed_shards: shardIds,
+        generated_at: nat64
+    })
+    .map((d) => ({ ...d }));
 
 function encoded(types: IDL.Type[], values: unknown[]): Uint8Array {
     return new Uint8Array(IDL.encode(types, values));
@@ -105,5 +188,104 @@ describe('router codec', () => {
                 expect(principalText(a)).toBe(a.toText());
             })
         );
+    });
+
+    it('decodes a shard Ok loan page reply as IDL.decode does, and splices its loan bytes', () => {
+        fc.assert(
+            fc.property(loans, optNat64, (page_loans, next_cursor) => {
+                const page = { loans: page_loans, next_cursor };
+                const reply = encoded([Result(ShardLoanPage)], [{ Ok: page }]);
+                const mine = decodeOkLoanPageReply(reply);
+                const theirs = IDL.decode([Result(ShardLoanPage)], reply)[0] as unknown as {
+                    Ok: unknown;
+                };
+                expect(mine).toEqual(theirs.Ok);
+                // The decoded loans carry their bytes: re-encoding the page gives the same bytes.
+                const value = encodeLoanPageValue(mine!);
+                expect(value).toEqual(reply.subarray(reply.length - value.length));
+                expect(decodeLoanPageValue(value)).toEqual(theirs.Ok);
+            })
+        );
+    });
+
+    it('leaves an Err page reply and malformed bytes to IDL.decode', () => {
+        const err = encoded([Result(ShardLoanPage)], [{ Err: { NotAuthorized: null } }]);
+        expect(decodeOkLoanPageReply(err)).toBeUndefined();
+        const ok = encoded([Result(ShardLoanPage)], [{ Ok: { loans: [], next_cursor: [5n] } }]);
+        expect(decodeOkLoanPageReply(ok.subarray(0, ok.length - 1))).toBeUndefined();
+        expect(decodeOkLoanPageReply(new Uint8Array([...ok, 0]))).toBeUndefined();
+    });
+
+    it('encodes Ok dashboard replies byte for byte as IDL.encode does', () => {
+        fc.assert(
+            fc.property(farmerArb, (d) => {
+                const theirs = encoded([Result(FarmerDashboard)], [{ Ok: d }]);
+                expect(encodeOkFarmerReply(d)).toEqual(theirs);
+            })
+        );
+        fc.assert(
+            fc.property(investorArb, (d) => {
+                const theirs = encoded([Result(InvestorDashboard)], [{ Ok: d }]);
+                expect(encodeOkInvestorReply(d)).toEqual(theirs);
+            })
+        );
+    });
+
+    it('encodes and decodes Ok stats and analytics replies as IDL does', () => {
+        const nat32 = fc.nat({ max: 0xffff_ffff });
+        const statsArb: fc.Arbitrary<ShardStats> = fc
+            .record({
+                shard_id: nat32,
+                loan_count: nat64,
+                owned_slots: nat32,
+                by_status: statusCounts,
+                total_requested: nat64,
+                total_approved: nat64,
+                total_repaid: nat64,
+                read_only: fc.boolean(),
+                epoch: nat64
+            })
+            .map((x) => ({ ...x }));
+        const summary = fc
+            .record({
+                shard_id: nat32,
+                loan_count: nat64,
+                storage_percentage: fc.double(),
+                avg_response_time_ms: fc.double()
+            })
+            .map((x) => ({ ...x }));
+        const analyticsArb: fc.Arbitrary<SystemAnalytics> = fc
+            .record({
+                total_loans: nat64,
+                total_shards: nat32,
+                healthy_shards: nat32,
+                by_status: statusCounts,
+                total_requested: nat64,
+                total_approved: nat64,
+                total_repaid: nat64,
+                shards: fc.array(summary, { maxLength: 4 }),
+                complete: fc.boolean(),
+                failed_shards: shardIds,
+                generated_at: nat64
+            })
+            .map((x) => ({ ...x }));
+        const check = <T>(type: IDL.Type, arb: fc.Arbitrary<T>, sample: T): void => {
+            const codec = new OkReplyCodec<T>(type, sample);
+            fc.assert(
+                fc.property(arb, (value) => {
+                    const theirs = encoded([Result(type)], [{ Ok: value }]);
+                    expect(codec.encodeOk(value)).toEqual(theirs);
+                    const decoded = IDL.decode([Result(type)], theirs)[0] as unknown as { Ok: T };
+                    expect(codec.decodeOk(theirs)).toEqual(decoded.Ok);
+                })
+            );
+            const err = encoded([Result(type)], [{ Err: { NotAuthorized: null } }]);
+            expect(codec.decodeOk(err)).toBeUndefined();
+            const ok = codec.encodeOk(sample);
+            expect(codec.decodeOk(ok.subarray(0, ok.length - 1))).toBeUndefined();
+            expect(codec.decodeOk(new Uint8Array([...ok, 0]))).toBeUndefined();
+        };
+        check(ShardStats, statsArb, fc.sample(statsArb, { numRuns: 1, seed: 3 })[0]);
+        check(SystemAnalytics, analyticsArb, fc.sample(analyticsArb, { numRuns: 1, seed: 5 })[0]);
     });
 });
