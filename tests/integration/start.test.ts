@@ -5,7 +5,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { parseArgs } from '../../scripts/start';
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { identityFromPem } from '../../scripts/deploy';
+import { operatorKey, parseArgs } from '../../scripts/start';
 import { coverage, DEFAULT_MAIN_JOB, runMainJob, scaleOutLimit } from '../../scripts/lib/main_job';
 import { formatReport, reportJson, type Report } from '../../scripts/lib/report';
 import { Workload } from '../../scripts/lib/workload';
@@ -149,6 +154,24 @@ describe('main job helpers', () => {
         expect(() => parseArgs(['--bogus'])).toThrow(/unknown option/);
         expect(() => parseArgs(['--shards', '1'])).toThrow(/faults need at least 2 shards/);
         expect(() => parseArgs(['--workload'])).toThrow(/--serve/);
+        expect(parseArgs(['--full-scale', '--loans', '700']).job).toMatchObject({
+            loans: 700,
+            farmers: 2_000,
+            investors: 300
+        });
+    });
+
+    it("makes the served network's operator key once, readable only by its owner", () => {
+        const dir = mkdtempSync(join(tmpdir(), 'operator-'));
+        const first = operatorKey(dir);
+        expect(statSync(first.pemFile).mode & 0o777).toBe(0o600);
+        const again = operatorKey(dir);
+        expect(again.principal.toText()).toBe(first.principal.toText());
+        const pem = readFileSync(first.pemFile, 'utf8');
+        expect(identityFromPem(pem).getPrincipal().toText()).toBe(first.principal.toText());
+        expect(operatorKey(mkdtempSync(join(tmpdir(), 'operator-'))).principal.toText()).not.toBe(
+            first.principal.toText()
+        );
     });
 
     it('finds unowned and doubly owned slots in a routing table', () => {
