@@ -110,17 +110,23 @@ class Writer {
     }
 }
 
-/** A byte reader over Candid value bytes; throws on truncated input. */
-class Reader {
-    private readonly view: DataView;
+/**
+ * A byte reader over Candid value bytes; throws on truncated or malformed input, naming `what`.
+ * Shared by the loan codec and the router's typed codec.
+ */
+export class ValueReader {
+    protected readonly view: DataView;
     at = 0;
 
-    constructor(private readonly bytes: Uint8Array) {
+    constructor(
+        protected readonly bytes: Uint8Array,
+        protected readonly what = 'loan bytes'
+    ) {
         this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     }
 
-    private need(n: number): void {
-        if (this.at + n > this.bytes.length) throw new Error('loan bytes: truncated');
+    need(n: number): void {
+        if (n < 0 || this.at + n > this.bytes.length) throw new Error(`${this.what}: truncated`);
     }
 
     byte(): number {
@@ -137,7 +143,7 @@ class Reader {
             if ((b & 0x80) === 0) return result;
             scale *= 128;
         }
-        throw new Error('loan bytes: LEB128 too long');
+        throw new Error(`${this.what}: LEB128 too long`);
     }
 
     nat64(): bigint {
@@ -148,9 +154,9 @@ class Reader {
     }
 
     principal(): Principal {
-        if (this.byte() !== 1) throw new Error('loan bytes: opaque principal reference');
+        if (this.byte() !== 1) throw new Error(`${this.what}: opaque principal reference`);
         const n = this.leb();
-        if (n > 29) throw new Error('loan bytes: principal longer than 29 bytes');
+        if (n > 29) throw new Error(`${this.what}: principal longer than 29 bytes`);
         this.need(n);
         const p = Principal.fromUint8Array(this.bytes.slice(this.at, this.at + n));
         this.at += n;
@@ -160,14 +166,14 @@ class Reader {
     optNat64(): [] | [bigint] {
         const tag = this.byte();
         if (tag === 0) return [];
-        if (tag !== 1) throw new Error('loan bytes: bad opt tag');
+        if (tag !== 1) throw new Error(`${this.what}: bad opt tag`);
         return [this.nat64()];
     }
 
     count(elementBytes: number): number {
         const n = this.leb();
         if (n * elementBytes > this.bytes.length - this.at)
-            throw new Error('loan bytes: bad length');
+            throw new Error(`${this.what}: bad length`);
         return n;
     }
 }
@@ -218,7 +224,7 @@ export function encodeLoanValue(loan: Loan): Uint8Array {
     return w.done();
 }
 
-function readLoanFrom(r: Reader): Loan {
+function readLoanFrom(r: ValueReader): Loan {
     const loan: Record<string, unknown> = {};
     for (const field of LOAN_FIELDS) {
         switch (field) {
@@ -268,7 +274,7 @@ function readLoanFrom(r: Reader): Loan {
 
 /** Decodes bytes written by `encodeLoanValue`; throws on malformed or trailing bytes. */
 export function decodeLoanValue(bytes: Uint8Array): Loan {
-    const r = new Reader(bytes);
+    const r = new ValueReader(bytes);
     const loan = readLoanFrom(r);
     if (r.at !== bytes.length) throw new Error('loan bytes: trailing bytes');
     return loan;
@@ -403,7 +409,7 @@ export function decodeNewLoanArg(arg: Uint8Array): NewLoan | undefined {
     const body = afterPrefix(arg, NEW_LOAN_ARG_PREFIX);
     if (body === undefined) return undefined;
     try {
-        const r = new Reader(body);
+        const r = new ValueReader(body);
         const application: Record<string, unknown> = {};
         for (const field of NEW_LOAN_FIELDS) {
             if (field === 'borrower') application.borrower = r.principal();
@@ -457,7 +463,7 @@ export function encodeLoanPageValue(page: LoanPageValue): Uint8Array {
  * remembers its bytes (`loanValueBytes`), so passing it on costs no encoding.
  */
 export function decodeLoanPageValue(bytes: Uint8Array): LoanPageValue {
-    const r = new Reader(bytes);
+    const r = new ValueReader(bytes);
     const page: LoanPageValue = { loans: [], next_cursor: [] };
     for (const field of PAGE_ORDER) {
         if (field === 'next_cursor') {

@@ -26,6 +26,7 @@ import {
     encodeLoanPageValue,
     lebBytes,
     loanValueBytes,
+    ValueReader,
     type LoanPageValue
 } from './loan_codec';
 import { ShardLoanPage } from './shard_api';
@@ -357,34 +358,10 @@ export function encodeTypedValue(type: IDL.Type, value: unknown): Uint8Array {
     return concatBytes(parts);
 }
 
-/** A bounds-checked cursor over value bytes; throws on truncated or malformed input. */
-class TypedReader {
-    at = 0;
-    private readonly view: DataView;
-
-    constructor(private readonly bytes: Uint8Array) {
-        this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    }
-
-    need(n: number): void {
-        if (n < 0 || this.at + n > this.bytes.length) throw new Error('router codec: truncated');
-    }
-
-    byte(): number {
-        this.need(1);
-        return this.bytes[this.at++];
-    }
-
-    leb(): number {
-        let result = 0;
-        let scale = 1;
-        for (let i = 0; i < 5; i++) {
-            const b = this.byte();
-            result += (b & 0x7f) * scale;
-            if ((b & 0x80) === 0) return result;
-            scale *= 128;
-        }
-        throw new Error('router codec: LEB128 too long');
+/** A bounds-checked cursor over value bytes that decodes by IDL type; throws on bad input. */
+class TypedReader extends ValueReader {
+    constructor(bytes: Uint8Array) {
+        super(bytes, 'router codec');
     }
 
     read(type: IDL.Type): unknown {
@@ -429,14 +406,7 @@ class TypedReader {
             return b === 1;
         }
         if (type instanceof IDL.NullClass) return null;
-        if (type instanceof IDL.PrincipalClass) {
-            if (this.byte() !== 1) throw new Error('router codec: opaque principal reference');
-            const n = this.leb();
-            if (n > MAX_PRINCIPAL_BYTES) throw new Error('router codec: principal too long');
-            this.need(n);
-            this.at += n;
-            return Principal.fromUint8Array(this.bytes.slice(this.at - n, this.at));
-        }
+        if (type instanceof IDL.PrincipalClass) return this.principal();
         throw new Error(`router codec: no hand decoding for ${type.display()}`);
     }
 }
