@@ -202,6 +202,17 @@ export function parseServeArgs(argv: string[]): {
     return out;
 }
 
+/**
+ * Resolves at the first SIGINT, SIGTERM or SIGHUP, and keeps handling them afterwards: Ctrl-C
+ * reaches npm, tsx and node at once and tsx relays it again, and the wrappers' exit can send
+ * SIGHUP; a later signal must not kill the process while the network drains and saves.
+ */
+export function untilStopSignal(): Promise<void> {
+    return new Promise((resolve) => {
+        for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, resolve);
+    });
+}
+
 async function main(): Promise<void> {
     const args = parseServeArgs(process.argv.slice(2));
     const net = await serveNetwork({
@@ -214,21 +225,14 @@ async function main(): Promise<void> {
         log: (l) => console.log(l)
     });
     console.log('serving; Ctrl-C to stop');
-    // Ctrl-C reaches npm, tsx and node at once and tsx relays it again, and the wrappers' exit
-    // can send SIGHUP: later signals are ignored while the network finishes and saves.
-    let stopping = false;
-    const stop = () => {
-        if (stopping) return;
-        stopping = true;
-        net.close().then(
-            () => process.exit(0),
-            (e) => {
-                console.error(e);
-                process.exit(1);
-            }
-        );
-    };
-    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, stop);
+    await untilStopSignal();
+    try {
+        await net.close();
+        process.exit(0);
+    } catch (e) {
+        console.error(e);
+        process.exit(1);
+    }
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

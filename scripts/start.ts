@@ -29,7 +29,7 @@ import {
 import { consoleProgress } from './lib/progress';
 import { formatReport, reportJson, type Report } from './lib/report';
 import { identityFromPem } from './deploy';
-import { DEFAULT_STATE_DIR, serveNetwork } from './serve';
+import { DEFAULT_STATE_DIR, serveNetwork, untilStopSignal } from './serve';
 
 /**
  * The operator's key in the state folder (`operator.pem`, Ed25519 PKCS#8 as `dfx identity export`
@@ -198,11 +198,7 @@ async function serve(args: StartArgs): Promise<number> {
         `operator ${operator.principal.toText()} (admin, router writer): --identity ${operator.pemFile}`
     );
     console.log(`\nServing ${net.url} (Ctrl-C to stop).`);
-    // `on`, not `once`: Ctrl-C reaches npm, tsx and node at once and tsx relays it again, and the
-    // wrappers' exit can send SIGHUP; a later signal must not kill the process while it saves.
-    await new Promise<void>((resolve) => {
-        for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, resolve);
-    });
+    await untilStopSignal();
     await net.close();
     return report === null || (report as Report).ok ? 0 : 1;
 }

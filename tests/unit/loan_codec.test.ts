@@ -1,5 +1,4 @@
 import { IDL } from '@dfinity/candid';
-import { Principal } from '@dfinity/principal';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
@@ -13,42 +12,10 @@ import {
     lebBytes
 } from '../../src/shared/loan_codec';
 import { ShardLoanPage } from '../../src/shared/shard_api';
-import { LOAN_STATUSES, Loan, NewLoan, Result } from '../../src/shared/types';
+import { Loan, NewLoan, Result } from '../../src/shared/types';
+import { loanArb as anyLoan, nat64, optNat64, principal } from './arbitraries';
 
-const nat64 = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n });
-const principal = fc
-    .uint8Array({ minLength: 0, maxLength: 29 })
-    .map((bytes) => Principal.fromUint8Array(bytes));
-const optNat64 = fc.option(nat64, { nil: undefined }).map((v) => (v === undefined ? [] : [v]));
-
-// fast-check builds records without a prototype; @dfinity/candid wants plain objects.
-const loanArb: fc.Arbitrary<Loan> = fc
-    .record({
-        id: nat64,
-        borrower: principal,
-        nft_id: nat64,
-        collateral_value_btc: nat64,
-        amount_requested: nat64,
-        amount_approved: nat64,
-        apr: nat64,
-        status: fc.constantFrom(...LOAN_STATUSES).map((s) => ({ [s]: null }) as Loan['status']),
-        created_at: nat64,
-        due_date: optNat64 as fc.Arbitrary<[] | [bigint]>,
-        total_repaid: nat64,
-        repayment_history: fc.array(fc.record({ amount: nat64, timestamp: nat64 }), {
-            maxLength: 5
-        }),
-        last_payment_date: optNat64 as fc.Arbitrary<[] | [bigint]>,
-        funders: fc.array(fc.record({ investor: principal, amount: nat64 }), { maxLength: 40 }),
-        updated_at: nat64,
-        version: nat64
-    })
-    .map((l) => ({
-        ...l,
-        status: { ...l.status },
-        repayment_history: l.repayment_history.map((r) => ({ ...r })),
-        funders: l.funders.map((f) => ({ ...f }))
-    }));
+const loanArb = anyLoan(5, 40);
 
 /** The value bytes `IDL.encode` writes for one loan, after its (constant) type table. */
 function idlValueBytes(loan: Loan): Uint8Array {
@@ -132,7 +99,7 @@ describe('loan codec', () => {
                 collateral_value_btc: nat64,
                 amount_requested: nat64,
                 apr: nat64,
-                due_date: optNat64 as fc.Arbitrary<[] | [bigint]>
+                due_date: optNat64
             })
             .map((a) => ({ ...a }));
         fc.assert(

@@ -20,50 +20,13 @@ import { ShardLoanPage, ShardStats } from '../../src/shared/shard_api';
 import {
     FarmerDashboard,
     InvestorDashboard,
-    LOAN_STATUSES,
-    Loan,
     Result,
     SystemAnalytics
 } from '../../src/shared/types';
+import { loanArb as anyLoan, loanStatus, nat64, optNat64, principal } from './arbitraries';
 
-const nat64 = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n });
-const principal = fc
-    .uint8Array({ minLength: 0, maxLength: 29 })
-    .map((bytes) => Principal.fromUint8Array(bytes));
-
-const optNat64 = fc
-    .option(nat64, { nil: undefined })
-    .map((v): [] | [bigint] => (v === undefined ? [] : [v]));
-const status = fc.constantFrom(...LOAN_STATUSES).map((s) => ({ [s]: null }) as Loan['status']);
-
-// fast-check builds records without a prototype; @dfinity/candid wants plain objects.
-const loanArb: fc.Arbitrary<Loan> = fc
-    .record({
-        id: nat64,
-        borrower: principal,
-        nft_id: nat64,
-        collateral_value_btc: nat64,
-        amount_requested: nat64,
-        amount_approved: nat64,
-        apr: nat64,
-        status,
-        created_at: nat64,
-        due_date: optNat64,
-        total_repaid: nat64,
-        repayment_history: fc.array(fc.record({ amount: nat64, timestamp: nat64 }), {
-            maxLength: 3
-        }),
-        last_payment_date: optNat64,
-        funders: fc.array(fc.record({ investor: principal, amount: nat64 }), { maxLength: 4 }),
-        updated_at: nat64,
-        version: nat64
-    })
-    .map((l) => ({
-        ...l,
-        status: { ...l.status },
-        repayment_history: l.repayment_history.map((r) => ({ ...r })),
-        funders: l.funders.map((f) => ({ ...f }))
-    }));
+const status = loanStatus;
+const loanArb = anyLoan(3, 4);
 const loans = fc.array(loanArb, { maxLength: 4 });
 const statusCounts = fc.array(
     fc.record({ status, count: nat64 }).map((c) => ({ status: { ...c.status }, count: c.count })),
