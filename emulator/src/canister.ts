@@ -1,4 +1,5 @@
 import { Principal } from '@dfinity/principal';
+import { PageUndoLog, SAVE_IMPORT_MODULE } from './dirty_pages';
 import { CanisterTrap, ErrorCode } from './errors';
 import { readInstructionCounter, resetInstructionCounter } from './instrument';
 import { PAGE_SIZE_BYTES, StableMemory } from './stable_memory';
@@ -123,7 +124,16 @@ interface RunState {
     pending: PendingCall | null;
     calls: OutgoingCall[];
     accepted: boolean;
+    /** `process.hrtime` at the start, for `performance_counter` outside counting mode. */
+    startedNs: bigint;
 }
+
+/**
+ * Outside counting mode `performance_counter` cannot know the count; it returns the message's
+ * elapsed time in nanoseconds times this rate (about what V8 runs of an Azle canister's Wasm):
+ * monotone within a message, as the spec asks, but an estimate, not deterministic.
+ */
+const ESTIMATED_INSTRUCTIONS_PER_NS = 1n;
 
 const U64_MAX = (1n << 64n) - 1n;
 /** Bound on nested transactions: one per composite-query callback level, plus the query's own. */
@@ -143,6 +153,8 @@ export interface CodeInfo {
     moduleHash: Uint8Array;
     globalExports: string[];
     exportNames: Set<string>;
+    /** True when the module was rewritten by `trackDirtyPages` (else full heap snapshots). */
+    dirtyPages: boolean;
 }
 
 /**
@@ -168,10 +180,12 @@ export class Canister {
     private readonly contextInstructions = new Map<number, bigint>();
     private nextContextId = 1;
     private nextCallbackId = 1;
-    /** Heap snapshots of the open (nested) transactions, innermost last. */
-    private snapshots: { buf: SnapshotBuffer; globals: (number | bigint)[] }[] = [];
-    /** True while the last buffer this canister released still equals its heap (after a rollback). */
-    private snapshotFresh = false;
+    /**
+     * The open (nested) transactions, innermost last: mutable globals, and a full heap copy only
+     * for modules without dirty-page tracking (tracked ones keep page undo logs in `undo`).
+     */
+    private snapshots: { buf: SnapshotBuffer | null; globals: (number | bigint)[] }[] = [];
+    private readonly undo = new PageUndoLog(() => this.instance!);
     private run: RunState | null = null;
     private memView: Uint8Array | null = null;
 
@@ -189,6 +203,11 @@ export class Canister {
     /** True if a Wasm module is installed. */
     get hasCode(): boolean {
         return this.code !== null;
+    }
+
+    /** Heap pages saved by dirty-page tracking so far (page copies made for undo logs). */
+    get savedHeapPages(): number {
+        return this.undo.savedPages;
     }
 
     /** Heap size in bytes. */
@@ -226,8 +245,45 @@ export class Canister {
 
     /** Instantiates a module with this canister's imports. */
     instantiate(code: CodeInfo): WebAssembly.Instance {
-        this.snapshotFresh = false;
-        return new WebAssembly.Instance(code.module, this.buildImports(code.module));
+        const imports = this.buildImports(code.module);
+        if (!code.dirtyPages) return new WebAssembly.Instance(code.module, imports);
+        const marks = this.undo.instanceImports();
+        imports[SAVE_IMPORT_MODULE] = marks.imports;
+        const instance = new WebAssembly.Instance(code.module, imports);
+        marks.attach(instance);
+        return instance;
+    }
+
+    /**
+     * Moves the canister to another build of its installed module (`Engine.setCountInstructions`):
+     * a fresh instance gets the heap, the mutable globals the builds share (the instrumented build
+     * only adds its own) and the same table; stable memory and system state stay as they are.
+     */
+    switchBuild(code: CodeInfo): void {
+        if (this.run || this.snapshots.length > 0) {
+            throw new Error('switchBuild during a message');
+        }
+        const old = this.instance!;
+        const heap = this.mem();
+        const instance = this.instantiate(code);
+        const memory = instance.exports.memory as WebAssembly.Memory;
+        const pages = (heap.length - memory.buffer.byteLength) / PAGE_SIZE_BYTES;
+        if (pages < 0) throw new Error('switchBuild: the other build starts with more memory');
+        if (pages > 0) memory.grow(pages);
+        new Uint8Array(memory.buffer).set(heap);
+        const table = (i: WebAssembly.Instance) =>
+            i.exports[TABLE_EXPORT] as WebAssembly.Table | undefined;
+        if (table(old)?.length !== table(instance)?.length) {
+            throw new Error('switchBuild: the builds have different function tables');
+        }
+        for (const g of this.code!.globalExports) {
+            if (!code.globalExports.includes(g)) continue;
+            (instance.exports[g] as WebAssembly.Global).value = (
+                old.exports[g] as WebAssembly.Global
+            ).value;
+        }
+        this.instance = instance;
+        this.code = code;
     }
 
     private buildImports(module: WebAssembly.Module): WebAssembly.Imports {
@@ -237,6 +293,7 @@ export class Canister {
             if (imp.kind !== 'function') {
                 throw new Error(`unsupported import ${imp.module}.${imp.name} of kind ${imp.kind}`);
             }
+            if (imp.module === SAVE_IMPORT_MODULE) continue; // added by instantiate
             imports[imp.module] ??= {};
             const impl = imp.module === 'ic0' ? ic0[imp.name] : undefined;
             imports[imp.module][imp.name] =
@@ -293,7 +350,13 @@ export class Canister {
                 ErrorCode.CanisterContractViolation
             );
         }
+        this.willWrite(ptr, data.length);
         m.set(data, ptr);
+    }
+
+    /** Saves heap pages the host is about to write (tracked modules; the range is in bounds). */
+    private willWrite(ptr: number, size: number): void {
+        if (this.code?.dirtyPages) this.undo.saveRange(ptr, size);
     }
 
     /** Copies `src[offset .. offset+size]` to the heap at `dst`, trapping out of bounds. */
@@ -614,6 +677,7 @@ export class Canister {
                 this.state('stable64_read', null);
                 const n = Number(size);
                 const view = this.heapView(Number(dst), n, 'stable64_read');
+                this.willWrite(Number(dst), n);
                 try {
                     this.stable.readInto(BigInt.asUintN(64, offset), view, 0, n);
                 } catch {
@@ -663,13 +727,9 @@ export class Canister {
             },
             performance_counter: (type: number) => {
                 const r = this.state('performance_counter', null);
-                if (!this.host.countInstructions) {
-                    throw new CanisterTrap(
-                        'ic0.performance_counter needs the emulator in instruction-counting mode (LocalIc.create({ countInstructions: true }))',
-                        ErrorCode.CanisterContractViolation
-                    );
-                }
-                const now = readInstructionCounter(this.instance!);
+                const now = this.host.countInstructions
+                    ? readInstructionCounter(this.instance!)
+                    : estimatedInstructions(r);
                 if (type === 0) return now;
                 if (type === 1) {
                     const cc = r.ctx.callContext;
@@ -853,28 +913,24 @@ export class Canister {
     }
 
     /**
-     * Saves heap, globals, stable-memory undo log and system state before a message. Transactions
-     * nest (a composite query's callbacks run inside the query's own transaction).
+     * Saves globals, stable-memory undo log and system state before a message, and opens a heap
+     * undo level: a page undo log for tracked modules (each page is saved on its first write), a
+     * full heap copy otherwise. Transactions nest (a composite query's callbacks run inside the
+     * query's own transaction).
      */
     beginTransaction(): SystemSnapshot {
         if (this.snapshots.length >= MAX_NESTED_TRANSACTIONS) {
             throw new Error('transactions nested too deep');
         }
-        const mem = this.mem();
-        const buf = this.host.snapshots.take();
-        // Skip the copy when the buffer still holds exactly this heap (queries after a rollback).
-        const fresh =
-            this.snapshots.length === 0 &&
-            this.snapshotFresh &&
-            buf.owner === this &&
-            buf.length === mem.length;
-        if (!fresh) {
+        let buf: SnapshotBuffer | null = null;
+        if (this.code!.dirtyPages) this.undo.begin();
+        else {
+            const mem = this.mem();
+            buf = this.host.snapshots.take();
             if (buf.bytes.length < mem.length) buf.bytes = new Uint8Array(mem.length);
             buf.bytes.set(mem);
             buf.length = mem.length;
-            buf.owner = this;
         }
-        this.snapshotFresh = false;
         const globals = this.code!.globalExports.map(
             (g) => (this.instance!.exports[g] as WebAssembly.Global).value as number | bigint
         );
@@ -887,34 +943,48 @@ export class Canister {
         };
     }
 
-    /** Undoes everything since the innermost `beginTransaction` (a fresh instance if the heap grew). */
+    /**
+     * Undoes everything since the innermost `beginTransaction`. If the heap grew (Wasm memory
+     * cannot shrink), a fresh instance receives the restored heap at its old size.
+     */
     rollback(sys: SystemSnapshot): void {
         const top = this.snapshots.pop();
         if (!top) throw new Error('rollback without a transaction');
-        const buf = top.buf;
-        if (this.mem().length !== buf.length) {
-            this.instance = this.instantiate(this.code!);
-            const m = this.instance.exports.memory as WebAssembly.Memory;
-            const pages = (buf.length - m.buffer.byteLength) / PAGE_SIZE_BYTES;
-            if (pages > 0) m.grow(pages);
+        if (top.buf) {
+            this.restoreHeap(top.buf.bytes, top.buf.length);
+            this.host.snapshots.give(top.buf);
+        } else {
+            const { sizeBytes } = this.undo.rollback();
+            if (this.mem().length !== sizeBytes) this.restoreHeap(this.mem(), sizeBytes);
         }
-        this.mem().set(buf.bytes.subarray(0, buf.length));
         this.code!.globalExports.forEach((g, i) => {
             (this.instance!.exports[g] as WebAssembly.Global).value = top.globals[i];
         });
         this.stable.rollback();
-        this.host.snapshots.give(buf);
-        this.snapshotFresh = this.snapshots.length === 0;
         this.cycles = sys.cycles;
         this.globalTimerNs = sys.timer;
         this.certifiedData = sys.certifiedData;
+    }
+
+    /** Sets the heap to `bytes[0, size)`, in a fresh instance when the heap has another size. */
+    private restoreHeap(bytes: Uint8Array, size: number): void {
+        const source = bytes.subarray(0, size);
+        if (this.mem().length !== size) {
+            this.instance = this.instantiate(this.code!);
+            const m = this.instance.exports.memory as WebAssembly.Memory;
+            const pages = (size - m.buffer.byteLength) / PAGE_SIZE_BYTES;
+            if (pages > 0) m.grow(pages);
+        }
+        this.mem().set(source);
     }
 
     /** Keeps the innermost transaction's changes (an outer one can still undo them). */
     commitTransaction(): void {
         this.stable.commit();
         const top = this.snapshots.pop();
-        if (top) this.host.snapshots.give(top.buf);
+        if (!top) return;
+        if (top.buf) this.host.snapshots.give(top.buf);
+        else this.undo.commit();
     }
 
     /**
@@ -937,7 +1007,8 @@ export class Canister {
             response: null,
             pending: null,
             calls: [],
-            accepted: false
+            accepted: false,
+            startedNs: process.hrtime.bigint()
         };
         let trap: ExecResult['trap'] = null;
         try {
@@ -962,13 +1033,14 @@ export class Canister {
         const instructions = this.host.countInstructions
             ? readInstructionCounter(this.instance)
             : 0n;
-        if (cc && this.host.countInstructions) {
+        const run = this.run;
+        if (cc) {
+            const spent = this.host.countInstructions ? instructions : estimatedInstructions(run);
             this.contextInstructions.set(
                 cc.id,
-                (this.contextInstructions.get(cc.id) ?? 0n) + instructions
+                (this.contextInstructions.get(cc.id) ?? 0n) + spent
             );
         }
-        const run = this.run;
         this.run = null;
         if (trap) {
             if (sys) this.rollback(sys);
@@ -998,16 +1070,16 @@ export class Canister {
     }
 }
 
-/** A reusable heap-snapshot buffer; `owner` is the canister whose heap it last held. */
+/** A reusable full heap-snapshot buffer (modules without dirty-page tracking). */
 export interface SnapshotBuffer {
     bytes: Uint8Array;
     length: number;
-    owner: Canister | null;
 }
 
 /**
- * Heap-snapshot buffers shared by all canisters: one message runs at a time, so one buffer is
- * reused; nested composite queries borrow one more per level (bounded by the call depth).
+ * Full heap-snapshot buffers shared by all canisters, for modules that `trackDirtyPages` could not
+ * rewrite: one message runs at a time, so one buffer is reused; nested composite queries borrow
+ * one more per level (bounded by the call depth).
  */
 export class SnapshotPool {
     private readonly free: SnapshotBuffer[] = [];
@@ -1015,7 +1087,7 @@ export class SnapshotPool {
 
     /** Borrows a buffer (the most recently returned one first). */
     take(): SnapshotBuffer {
-        return this.free.pop() ?? { bytes: new Uint8Array(0), length: 0, owner: null };
+        return this.free.pop() ?? { bytes: new Uint8Array(0), length: 0 };
     }
 
     /** Returns a buffer; beyond the bound it is dropped for the GC. */
@@ -1029,6 +1101,11 @@ export interface SystemSnapshot {
     cycles: bigint;
     timer: bigint;
     certifiedData: Uint8Array;
+}
+
+/** `performance_counter`'s value outside counting mode (see ESTIMATED_INSTRUCTIONS_PER_NS). */
+function estimatedInstructions(r: RunState): bigint {
+    return (process.hrtime.bigint() - r.startedNs) * ESTIMATED_INSTRUCTIONS_PER_NS;
 }
 
 /** An i32 (or i64-as-number) argument read as unsigned; 64-bit values stay as they are. */

@@ -20,6 +20,7 @@ import {
     planCmcRequest,
     type CmcHost
 } from './cmc';
+import { compileWithDirtyPages } from './dirty_pages';
 import { ErrorCode, RejectCode, reject, type Reject } from './errors';
 import { canisterIdFromIndex, canisterIndex, MANAGEMENT_ID, subnetIdFor } from './ids';
 import { instrumentForCounting } from './instrument';
@@ -160,7 +161,8 @@ interface StopWaiter {
 export class Engine {
     readonly subnets: SubnetInfo[];
     readonly canisters = new Map<string, Canister>();
-    readonly countInstructions: boolean;
+    /** Instruction-counting mode (`EngineOptions.countInstructions`, `setCountInstructions`). */
+    private counting: boolean;
     /** Wall-clock mode (`EngineOptions.wallClock`). */
     readonly wallClock: boolean;
     // ---- persistence hook (src/http/persist.ts) ----
@@ -204,7 +206,7 @@ export class Engine {
             nextIndex: BigInt(i) * CANISTER_RANGE_SIZE
         }));
         this.mgmtQueues = this.subnets.map(() => []);
-        this.countInstructions = options.countInstructions ?? false;
+        this.counting = options.countInstructions ?? false;
         this.cmcEnabled = options.cmc ?? false;
         this.seed = options.seed ?? 42;
         this.timeNs = BigInt(options.initialTimeMs ?? Date.UTC(2026, 0, 1)) * 1_000_000n;
@@ -220,8 +222,31 @@ export class Engine {
             subnetId: (i) => this.subnets[i].id,
             snapshots: new SnapshotPool(),
             createCanisterFee: CREATE_CANISTER_FEE,
-            countInstructions: this.countInstructions
+            countInstructions: this.counting
         };
+    }
+
+    /** True while every canister runs its instruction-counting build. */
+    get countInstructions(): boolean {
+        return this.counting;
+    }
+
+    /**
+     * Turns instruction counting on or off for every canister, between messages: each installed
+     * canister moves to the other build of its module (`ic-wasm instrument`ed or plain) with its
+     * heap, globals, stable memory and system state as they are. A long run can go uncounted (the
+     * counting build runs about twice as slow) and count only the calls it measures.
+     */
+    setCountInstructions(on: boolean): void {
+        if (on === this.counting) return;
+        this.counting = on;
+        this.host.countInstructions = on;
+        for (const c of this.canisters.values()) {
+            if (!c.code) continue;
+            const wasm = this.moduleBytes.get(Buffer.from(c.code.moduleHash).toString('hex'));
+            if (!wasm) throw new Error(`setCountInstructions: module of ${c.id.toText()} not kept`);
+            c.switchBuild(this.loadCode(wasm));
+        }
     }
 
     // ---- topology -------------------------------------------------------------------------------
@@ -300,14 +325,16 @@ export class Engine {
         const raw = decodeModule(wasm);
         const prepared = this.countInstructions ? instrumentForCounting(raw) : raw;
         const rewritten = exposeInternals(prepared);
-        const module = new WebAssembly.Module(rewritten.bytes);
+        // Dirty-page tracking (src/dirty_pages.ts) rewrites the module after the other rewrites.
+        const { module, dirtyPages } = compileWithDirtyPages(rewritten.bytes);
         const exportNames = new Set(WebAssembly.Module.exports(module).map((e) => e.name));
         validateExports(exportNames);
         const info: CodeInfo = {
             module,
             moduleHash,
             globalExports: rewritten.globalExports,
-            exportNames
+            exportNames,
+            dirtyPages
         };
         // Bound the cache: a test run uses a handful of distinct modules.
         if (MODULE_CACHE.size >= MAX_CACHED_MODULES) {

@@ -90,7 +90,6 @@ interface Waiter {
  */
 export class LocalIc {
     readonly backend = 'emulator' as const;
-    readonly capabilities: Capabilities;
     private readonly engine: Engine;
     private readonly waiters = new Map<number, Waiter>();
     private driving = false;
@@ -101,11 +100,6 @@ export class LocalIc {
     private constructor(options: LocalIcOptions) {
         this.engine = new Engine(options);
         this.maxRounds = options.maxRoundsPerCall ?? 10_000;
-        this.capabilities = {
-            faults: true,
-            trace: true,
-            instructionCounting: this.engine.countInstructions
-        };
         this.transport = {
             query: async (s, c, m, a) =>
                 this.queryCall({ sender: s, canisterId: c, method: m, arg: a }),
@@ -125,6 +119,22 @@ export class LocalIc {
      */
     static async create(options: LocalIcOptions = {}): Promise<LocalIc> {
         return new LocalIc(options);
+    }
+
+    /** What this back end offers (`instructionCounting` follows `setInstructionCounting`). */
+    get capabilities(): Capabilities {
+        return { faults: true, trace: true, instructionCounting: this.engine.countInstructions };
+    }
+
+    /**
+     * Turns instruction counting on or off between calls: every canister moves to the other build
+     * of its module with its state as it is (`Engine.setCountInstructions`). A long workload can
+     * run uncounted (about twice as fast) and switch counting on for the calls it measures.
+     *
+     * @example ic.setInstructionCounting(true); await actor.create_loan(a); ic.getMessageTrace();
+     */
+    setInstructionCounting(on: boolean): void {
+        this.engine.setCountInstructions(on);
     }
 
     /** The underlying synchronous engine (for white-box tests). */

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { LocalIc } from '../src/local_ic';
 import { createTestIc, type TestIc } from '../harness';
 import type { FixtureName } from './fixtures/build';
 import type { CounterService } from './fixtures/idl';
@@ -114,5 +115,70 @@ describe('instruction counting mode', () => {
             expect(await actor.lookup('loan-2')).toEqual(['farmer-b']);
             expect(await actor.lookup('post_upgrade_runs')).toEqual([String(upgrade)]);
         }
+    });
+});
+
+describe('switching instruction counting between calls (emulator only)', () => {
+    let ic: LocalIc;
+    let wasms: Record<FixtureName, Uint8Array>;
+
+    beforeAll(async () => {
+        wasms = await fixtureWasms();
+        ic = await LocalIc.create({ seed: SEED });
+    });
+
+    afterAll(async () => {
+        await ic?.tearDown();
+    });
+
+    it('answers performance_counter with a growing estimate when counting is off', async () => {
+        const { actor } = await install(ic as unknown as TestIc, wasms, 'counter');
+        const small = await actor.burn(1_000);
+        const large = await actor.burn(UNDER_LIMIT_ROUNDS);
+        expect(small).toBeGreaterThan(0n);
+        expect(large).toBeGreaterThan(small);
+        expect(ic.getMessageTrace().every((e) => e.instructions === 0n)).toBe(true);
+    });
+
+    it('keeps heap, globals and stable memory across switches and counts only while on', async () => {
+        const { actor, canisterId } = await install(ic as unknown as TestIc, wasms, 'counter');
+        await actor.inc();
+        await actor.inc();
+        await actor.put('loan-1', 'farmer-a');
+        expect(ic.capabilities.instructionCounting).toBe(false);
+
+        ic.setInstructionCounting(true);
+        expect(ic.capabilities.instructionCounting).toBe(true);
+        ic.clearMessageTrace();
+        expect(await actor.get()).toBe(2n);
+        expect(await actor.inc()).toBe(3n);
+        expect(await actor.lookup('loan-1')).toEqual(['farmer-a']);
+        const counted = ic
+            .getMessageTrace()
+            .find((e) => e.method === 'inc' && e.kind === 'ingress' && e.detail === undefined);
+        expect(counted?.instructions).toBeGreaterThan(300_000n);
+        // The limits hold again: an update over 40 B instructions is rejected, state unchanged.
+        await expectReject(actor.burn(UPDATE_OVER_LIMIT_ROUNDS), 5);
+        expect(await actor.get()).toBe(3n);
+
+        ic.setInstructionCounting(false);
+        ic.clearMessageTrace();
+        expect(await actor.inc()).toBe(4n);
+        await actor.put('loan-2', 'farmer-b');
+        expect(ic.getMessageTrace().every((e) => e.instructions === 0n)).toBe(true);
+
+        // An upgrade in between still finds its stable data, and counting can come back.
+        await ic.upgradeCanister({
+            canisterId,
+            wasm: wasms.counter,
+            arg: EMPTY_ARGS,
+            sender: OWNER
+        });
+        ic.setInstructionCounting(true);
+        expect(await actor.lookup('loan-1')).toEqual(['farmer-a']);
+        expect(await actor.lookup('loan-2')).toEqual(['farmer-b']);
+        // The heap counter starts again after the upgrade (the fixture keeps it on the heap).
+        expect(await actor.inc()).toBe(1n);
+        ic.setInstructionCounting(false);
     });
 });
