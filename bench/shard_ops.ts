@@ -7,7 +7,7 @@
  *
  * Flags: `--loans N` loans written before measuring (default 300), `--samples N` calls measured
  * per operation (default 30), `--wasm-dir DIR` to measure other builds (`DIR/<name>/<name>.wasm.gz`,
- * e.g. a copy of `.azle` taken before a change), `--only shard|router`, `--out FILE`.
+ * e.g. a copy of `.azle` taken before a change), `--only shard|migration|router`, `--out FILE`.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
@@ -173,6 +173,10 @@ async function benchShard(o: Options, rows: BenchRow[]): Promise<void> {
         const submit = new Samples();
         const approve = new Samples();
         const fund = new Samples();
+        const activate = new Samples();
+        const repay = new Samples();
+        const stats = new Samples();
+        const metricsCalls = new Samples();
         const getLoan = new Samples();
         const getWall = new Samples();
         const byBorrower = new Samples();
@@ -212,10 +216,31 @@ async function benchShard(o: Options, rows: BenchRow[]): Promise<void> {
                 (
                     await measure(
                         ic,
-                        () => shard.update_loan(id, { Fund: { investor, amount: 100_000n } }),
+                        () => shard.update_loan(id, { Fund: { investor, amount: 500_000n } }),
                         [canisterId]
                     )
                 ).instructions[0]
+            );
+            activate.add(
+                (await measure(ic, () => shard.update_loan(id, { Activate: null }), [canisterId]))
+                    .instructions[0]
+            );
+            repay.add(
+                (
+                    await measure(ic, () => shard.update_loan(id, { Repay: { amount: 1_000n } }), [
+                        canisterId
+                    ])
+                ).instructions[0]
+            );
+        }
+        for (let i = 0; i < o.samples; i++) {
+            stats.add(
+                (await measure(ic, async () => ok(await shard.get_shard_stats()), [canisterId]))
+                    .instructions[0]
+            );
+            metricsCalls.add(
+                (await measure(ic, async () => ok(await shard.get_shard_metrics()), [canisterId]))
+                    .instructions[0]
             );
         }
         for (let i = 0; i < o.samples; i++) {
@@ -247,6 +272,10 @@ async function benchShard(o: Options, rows: BenchRow[]): Promise<void> {
             ...submit.rows('shard.update_loan(SubmitForApproval)', 'instructions'),
             ...approve.rows('shard.update_loan(Approve)', 'instructions'),
             ...fund.rows('shard.update_loan(Fund)', 'instructions'),
+            ...activate.rows('shard.update_loan(Activate)', 'instructions'),
+            ...repay.rows('shard.update_loan(Repay)', 'instructions'),
+            ...stats.rows('shard.get_shard_stats', 'instructions'),
+            ...metricsCalls.rows('shard.get_shard_metrics', 'instructions'),
             ...getLoan.rows('shard.get_loan', 'instructions'),
             ...byBorrower.rows('shard.get_loans_by_borrower(20)', 'instructions'),
             ...byInvestor.rows('shard.get_loans_by_investor(20)', 'instructions'),
@@ -258,6 +287,104 @@ async function benchShard(o: Options, rows: BenchRow[]): Promise<void> {
                 unit: 'instructions'
             }
         );
+    } finally {
+        await ic.tearDown();
+    }
+}
+
+/**
+ * A migration of the slots of a few borrowers between two shards, step by step as the factory
+ * drives it, with the instructions of each step per call and per loan moved.
+ */
+async function benchMigration(o: Options, rows: BenchRow[]): Promise<void> {
+    const ic = await LocalIc.create({ countInstructions: true });
+    try {
+        const admin = Principal.fromUint8Array(principalFrom(0x41, 0));
+        const factory = Principal.fromUint8Array(principalFrom(0x46, 0));
+        const router = Principal.fromUint8Array(principalFrom(0x52, 0));
+        const wasm = await wasmOf(o.wasmDir, 'data_shard');
+        const install = async (id: number, slots: SlotRange[]) =>
+            ic.setupCanister<ShardService>({
+                idlFactory: shardIdl,
+                wasm,
+                arg: shardInitArg(id, factory, router, slots),
+                sender: admin,
+                controllers: [admin]
+            });
+        const source = await install(1, [{ start: 0, end: SLOT_COUNT - 1, shard_id: 1 }]);
+        const target = await install(2, []);
+        source.actor.setPrincipal(router);
+        const borrowers = Array.from({ length: 20 }, (_, i) =>
+            Principal.fromUint8Array(principalFrom(0x55, i))
+        );
+        for (let done = 0; done < o.loans; done += 100) {
+            const batch = Array.from({ length: Math.min(100, o.loans - done) }, (_, i) =>
+                source.actor.create_loan(
+                    application(borrowers[(done + i) % borrowers.length], done + i)
+                )
+            );
+            for (const r of await Promise.all(batch)) ok(r);
+        }
+        source.actor.setPrincipal(factory);
+        target.actor.setPrincipal(factory);
+        const step = async (canister: Principal, op: () => Promise<unknown>): Promise<number> =>
+            Number((await measure(ic, op, [canister])).instructions[0]);
+        const perCall = new Map<string, Samples>();
+        const perLoan = new Map<string, Samples>();
+        const add = (map: Map<string, Samples>, key: string, value: number): void => {
+            if (!map.has(key)) map.set(key, new Samples());
+            map.get(key)!.add(value);
+        };
+        // One span per borrower: its slot, moved from the source to the target.
+        for (const borrower of borrowers.slice(0, Math.min(o.samples, borrowers.length))) {
+            const slot = slotOf(borrower.toUint8Array());
+            const span = { start: slot, end: slot };
+            add(
+                perCall,
+                'set_slot_state',
+                await step(source.canisterId, async () =>
+                    ok(await source.actor.set_slot_state(span, { Migrating: null }, 1n))
+                )
+            );
+            ok(await target.actor.set_slot_state(span, { Importing: null }, 1n));
+            let exported: Loan[] = [];
+            let slotSeqs: { slot: number; next_seq: bigint }[] = [];
+            const exportCost = await step(source.canisterId, async () => {
+                const batch = ok(await source.actor.export_slot_batch(span, [], 1_000));
+                exported = batch.loans;
+                slotSeqs = batch.slot_seqs;
+            });
+            const importCost = await step(target.canisterId, async () =>
+                ok(await target.actor.import_loans(exported, slotSeqs))
+            );
+            const checksumCost = await step(source.canisterId, async () =>
+                ok(await source.actor.span_checksum(span))
+            );
+            const dirtyCost = await step(source.canisterId, async () =>
+                ok(await source.actor.export_dirty_batch(100))
+            );
+            ok(await source.actor.set_slot_state(span, { Frozen: null }, 1n));
+            ok(await source.actor.set_slot_state(span, { Released: null }, 2n));
+            ok(await target.actor.set_slot_state(span, { Owned: null }, 2n));
+            const deleteCost = await step(source.canisterId, async () =>
+                ok(await source.actor.delete_slot_batch(span, 1_000))
+            );
+            add(perCall, 'export_slot_batch', exportCost);
+            add(perCall, 'import_loans', importCost);
+            add(perCall, 'span_checksum', checksumCost);
+            add(perCall, 'export_dirty_batch', dirtyCost);
+            add(perCall, 'delete_slot_batch', deleteCost);
+            const n = Math.max(1, exported.length);
+            add(perLoan, 'export_slot_batch', exportCost / n);
+            add(perLoan, 'import_loans', importCost / n);
+            add(perLoan, 'delete_slot_batch', deleteCost / n);
+        }
+        for (const [key, samples] of perCall) {
+            rows.push(...samples.rows(`migration.${key}`, 'instructions'));
+        }
+        for (const [key, samples] of perLoan) {
+            rows.push(...samples.rows(`migration.${key}.per_loan`, 'instructions'));
+        }
     } finally {
         await ic.tearDown();
     }
@@ -368,8 +495,9 @@ async function main(): Promise<void> {
     const rows: BenchRow[] = [];
     const started_ms = Date.now();
     const only = argValue(args, '--only');
-    if (only !== 'router') await benchShard(options, rows);
-    if (only !== 'shard') await benchRouter(options, rows);
+    if (only !== 'router' && only !== 'migration') await benchShard(options, rows);
+    if (only !== 'router' && only !== 'shard') await benchMigration(options, rows);
+    if (only !== 'shard' && only !== 'migration') await benchRouter(options, rows);
     console.log(formatTable(rows));
     console.error(`shard_ops: ${rows.length} figures in ${Date.now() - started_ms} ms`);
     const failed = rows.filter((r) => r.target !== undefined && !r.target.pass);

@@ -34,9 +34,14 @@ import {
     candidFieldOrder,
     candidPrefix,
     concatBytes,
+    decodeLoanIdArg,
     decodeNewLoanArg,
+    decodePrincipalPageArgs,
+    decodeStatusPageArgs,
+    decodeUpdateLoanArgs,
     lebBytes,
-    okLoanPrefix
+    okLoanPrefix,
+    PageArgs
 } from '../shared/loan_codec';
 import { decodeLoanId, encodeLoanId } from '../shared/loan_id';
 import {
@@ -54,14 +59,17 @@ import {
 } from '../shared/shard_api';
 import {
     admitWrite,
-    applyToSlot,
+    applyHashesToSlot,
     applyToTotals,
     decodeLoan,
     encodeLoan,
     illegalPiece,
+    investorChanges,
+    loanHash,
     newSlotData,
     ownedSlotCount,
     piecesOf,
+    principalBytesKey,
     setRunState,
     shouldImport,
     SlotData,
@@ -83,6 +91,21 @@ import {
     UnitResult
 } from '../shared/types';
 import { SortedIdIndex } from '../shared/sorted_index';
+import {
+    decodeImportLoansArgs,
+    deleteResultReply,
+    encodeErrReply,
+    encodeShardMetricsReply,
+    encodeShardStatsReply,
+    exportBatchReply,
+    importResultReply,
+    nat64Reply,
+    slotCountPageReply,
+    spanChecksumReply,
+    storedLoansReply,
+    StoredExportBatch,
+    unitReply
+} from '../shared/shard_reply_codec';
 import { VERSION } from '../shared/version';
 // get_slot_counts (helper F): its own import, to stay clear of the block above.
 import { MAX_SLOT_COUNT_PAGE, SlotCountPage } from '../shared/shard_api';
@@ -96,6 +119,7 @@ import {
     isFactory,
     isRouter,
     dataSlotsIn,
+    loanHashes,
     getRuns,
     getSlotData,
     loans,
@@ -224,9 +248,7 @@ function args<T extends unknown[]>(types: IDL.Type[]): T {
  */
 function replyLoan(result: Res<Uint8Array>): void {
     msgReply(
-        'Ok' in result
-            ? concatBytes([OK_LOAN_PREFIX, result.Ok])
-            : new Uint8Array(IDL.encode([Result(Loan)], [result]))
+        'Ok' in result ? concatBytes([OK_LOAN_PREFIX, result.Ok]) : encodeErrReply(Loan, result.Err)
     );
 }
 
@@ -235,12 +257,36 @@ function replyPage(result: Res<{ stored: Uint8Array[]; next_cursor: bigint | nul
     msgReply(
         'Ok' in result
             ? concatBytes([OK_PAGE_PREFIX, pageValue(result.Ok.stored, result.Ok.next_cursor)])
-            : new Uint8Array(IDL.encode([Result(ShardLoanPage)], [result]))
+            : encodeErrReply(ShardLoanPage, result.Err)
     );
+}
+
+/** Principals whose text is remembered (index keys); the memo is emptied when full. */
+const MAX_REMEMBERED_TEXTS = 1_024;
+const texts = new Map<string, string>();
+
+/**
+ * `p.toText()` (CRC-32 and base-32, about a million instructions in the canister's JS engine),
+ * remembered for the borrowers and investors a shard sees again and again.
+ */
+function textOf(p: Principal): string {
+    const key = principalBytesKey(p);
+    const known = texts.get(key);
+    if (known !== undefined) return known;
+    const text = p.toText();
+    if (texts.size >= MAX_REMEMBERED_TEXTS) texts.clear();
+    texts.set(key, text);
+    return text;
 }
 
 function statusKey(status: LoanStatus): string {
     return tagOf(status);
+}
+
+/** The checksum hash of a stored loan: remembered at its last write here, else computed. */
+function storedHash(id: bigint, version: bigint, bytes: Uint8Array): bigint {
+    const known = loanHashes.get(id);
+    return known !== undefined && known.version === version ? known.hash : loanHash(bytes);
 }
 
 function readLoan(id: bigint): Loan | undefined {
@@ -262,10 +308,20 @@ function writeLoan(
     const id = (after ?? before)!.id;
     const beforeBytes = before === undefined ? undefined : loans.get(id);
     const afterBytes = after === undefined ? undefined : encodeLoan(after);
-    if (afterBytes === undefined) loans.remove(id);
-    else loans.insert(id, afterBytes);
+    const beforeHash =
+        before === undefined || beforeBytes === undefined
+            ? undefined
+            : storedHash(id, before.version, beforeBytes);
+    const afterHash = afterBytes === undefined ? undefined : loanHash(afterBytes);
+    if (afterBytes === undefined) {
+        loans.remove(id);
+        loanHashes.remove(id);
+    } else {
+        loans.insert(id, afterBytes);
+        loanHashes.insert(id, { hash: afterHash!, version: after!.version });
+    }
 
-    const next = applyToSlot(record, beforeBytes, afterBytes);
+    const next = applyHashesToSlot(record, beforeHash, afterHash);
     putSlotData(slot, next);
     const { counters, totals } = getStats();
     const delta = BigInt(afterBytes?.length ?? 0) - BigInt(beforeBytes?.length ?? 0);
@@ -278,23 +334,17 @@ function writeLoan(
         }
     });
 
-    if (before === undefined && after !== undefined) byBorrower.add(after.borrower.toText(), id);
-    if (after === undefined && before !== undefined)
-        byBorrower.remove(before.borrower.toText(), id);
+    if (before === undefined && after !== undefined) byBorrower.add(textOf(after.borrower), id);
+    if (after === undefined && before !== undefined) byBorrower.remove(textOf(before.borrower), id);
     const beforeStatus = before === undefined ? undefined : statusKey(before.status);
     const afterStatus = after === undefined ? undefined : statusKey(after.status);
     if (beforeStatus !== afterStatus) {
         if (beforeStatus !== undefined) byStatus.remove(beforeStatus, id);
         if (afterStatus !== undefined) byStatus.add(afterStatus, id);
     }
-    const beforeInvestors = new Set(before?.funders.map((f) => f.investor.toText()) ?? []);
-    const afterInvestors = new Set(after?.funders.map((f) => f.investor.toText()) ?? []);
-    for (const investor of beforeInvestors) {
-        if (!afterInvestors.has(investor)) byInvestor.remove(investor, id);
-    }
-    for (const investor of afterInvestors) {
-        if (!beforeInvestors.has(investor)) byInvestor.add(investor, id);
-    }
+    const { added, removed } = investorChanges(before, after);
+    for (const investor of removed) byInvestor.remove(textOf(investor), id);
+    for (const investor of added) byInvestor.add(textOf(investor), id);
     if (state === 'Migrating' || state === 'Frozen') dirty.add(DIRTY_KEY, id);
     return { slot: next, stored: afterBytes };
 }
@@ -317,16 +367,6 @@ function indexPage(
     }
     const last = ids[ids.length - 1];
     replyPage({ Ok: { stored, next_cursor: has_more && last !== undefined ? last : null } });
-}
-
-function loanPage(ids: bigint[], has_more: boolean): ShardLoanPage {
-    const page: Loan[] = [];
-    for (const id of ids) {
-        const loan = readLoan(id);
-        if (loan !== undefined) page.push(loan);
-    }
-    const last = ids[ids.length - 1];
-    return { loans: page, next_cursor: has_more && last !== undefined ? [last] : [] };
 }
 
 /** Data slots a span scan reads per step; the loops below are bounded by the span's length. */
@@ -407,8 +447,363 @@ function updateLoan(id: bigint, change: LoanUpdate): Res<Uint8Array> {
     return { Ok: writeLoan(slot, state, record, before, after.Ok).stored! };
 }
 
+/** The shard's own figures (see `get_shard_metrics`). */
+function shardMetrics(): Res<ShardMetrics> {
+    if (!canRead(msgCaller())) return NOT_AUTHORIZED;
+    const config = getConfig();
+    const { counters } = getStats();
+    const capacity = config.storage_capacity_bytes;
+    return {
+        Ok: {
+            loan_count: BigInt(loans.len()),
+            storage_used_bytes: counters.storage_used_bytes,
+            storage_percentage:
+                capacity === 0n
+                    ? 0
+                    : (Number(counters.storage_used_bytes) / Number(capacity)) * 100,
+            message_count: counters.message_count,
+            error_count: counters.error_count,
+            avg_instructions_per_call:
+                counters.message_count === 0n
+                    ? 0n
+                    : counters.instructions_total / counters.message_count,
+            max_instructions_per_call: counters.instructions_max,
+            avg_response_time_ms: 0,
+            owned_slots: ownedSlotCount(getRuns()),
+            is_read_only: config.read_only,
+            collected_at: time()
+        }
+    };
+}
+
+/** Per-status counts and amount totals (see `get_shard_stats`). */
+function shardStats(): Res<ShardStats> {
+    if (!canRead(msgCaller())) return NOT_AUTHORIZED;
+    const config = getConfig();
+    const { totals } = getStats();
+    return {
+        Ok: {
+            shard_id: config.shard_id,
+            loan_count: BigInt(loans.len()),
+            owned_slots: ownedSlotCount(getRuns()),
+            by_status: LOAN_STATUSES.map((s) => ({
+                status: { [s]: null } as LoanStatus,
+                count: BigInt(totals.by_status[s])
+            })),
+            total_requested: totals.total_requested,
+            total_approved: totals.total_approved,
+            total_repaid: totals.total_repaid,
+            read_only: config.read_only,
+            epoch: config.epoch
+        }
+    };
+}
+
 /** Argument types of the three paged index reads (the key's type differs for statuses). */
 const PAGE_ARGS = [principal, opt(nat64), opt(nat32)];
+
+/** A paged read's arguments by a principal: by hand in the usual encoding, else `IDL.decode`. */
+function principalPageArgs(): PageArgs<Principal> {
+    const arg = msgArgData();
+    const mine = decodePrincipalPageArgs(arg);
+    if (mine !== undefined) return mine;
+    const [key, cursor, limit] = IDL.decode(PAGE_ARGS, arg) as unknown as [
+        Principal,
+        [] | [bigint],
+        [] | [number]
+    ];
+    return { key, cursor, limit };
+}
+
+/** A paged read's arguments by a status, the same way. */
+function statusPageArgs(): PageArgs<LoanStatus> {
+    const arg = msgArgData();
+    const mine = decodeStatusPageArgs(arg);
+    if (mine !== undefined) return mine;
+    const [key, cursor, limit] = IDL.decode(
+        [LoanStatus, opt(nat64), opt(nat32)],
+        arg
+    ) as unknown as [LoanStatus, [] | [bigint], [] | [number]];
+    return { key, cursor, limit };
+}
+
+/** The body of `export_slot_batch` (see there). */
+function exportSlotBatch(
+    span: SlotSpan,
+    cursor: [] | [ExportCursor],
+    limit: number
+): Res<StoredExportBatch> {
+    if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
+    const valid = validSpan(span);
+    if ('Err' in valid) return valid;
+    if (limit < 1 || limit > MAX_MIGRATION_BATCH_LOANS) {
+        return invalid('limit', `must be in 1..=${MAX_MIGRATION_BATCH_LOANS}`);
+    }
+    const from = cursor[0];
+    if (from !== undefined && (from.slot < span.start || from.slot > span.end)) {
+        return invalid('cursor', 'must point into the span');
+    }
+    const batch: Uint8Array[] = [];
+    const slot_seqs: SlotSeq[] = [];
+    let bytes = 0;
+    let probes = 0;
+    let stoppedAt: ExportCursor | undefined;
+    const visit = (slot: number, record: SlotData): boolean => {
+        let seq = from !== undefined && slot === from.slot ? Number(from.seq) : record.low_seq - 1;
+        while (seq + 1 < record.next_seq) {
+            const id = encodeLoanId(slot, seq + 1);
+            if (!id.ok) break;
+            const encoded = loans.get(id.value);
+            const full =
+                batch.length >= limit ||
+                probes >= MAX_EXPORT_PROBES ||
+                (encoded !== undefined && bytes + encoded.length > MAX_MIGRATION_BATCH_BYTES);
+            if (full) {
+                stoppedAt = { slot, seq: BigInt(seq) };
+                return false;
+            }
+            seq += 1;
+            probes += 1;
+            if (encoded !== undefined) {
+                bytes += encoded.length;
+                batch.push(encoded);
+            }
+        }
+        slot_seqs.push({ slot, next_seq: BigInt(record.next_seq) });
+        return true;
+    };
+    forEachDataSlot(span.start, span.end, visit, from === undefined ? undefined : from.slot - 1);
+    return { Ok: { loans: batch, next_cursor: stoppedAt ? [stoppedAt] : [], slot_seqs } };
+}
+
+/** `import_loans`'s arguments through `IDL.decode` (any encoding the hand decoder declines). */
+function importArgs(arg: Uint8Array): { loans: Loan[]; slot_seqs: SlotSeq[] } {
+    const [batch, slot_seqs] = IDL.decode([vec(Loan), vec(SlotSeq)], arg) as unknown as [
+        Loan[],
+        SlotSeq[]
+    ];
+    return { loans: batch, slot_seqs };
+}
+
+/** The body of `import_loans` (see there). */
+function importLoans(batch: Loan[], slot_seqs: SlotSeq[]): Res<ImportResult> {
+    return metered(() => {
+        if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
+        if (batch.length > MAX_MIGRATION_BATCH_LOANS || slot_seqs.length > SLOT_COUNT) {
+            return invalid('loans', `at most ${MAX_MIGRATION_BATCH_LOANS} loans per batch`);
+        }
+        const runs = getRuns();
+        for (const loan of batch) {
+            const parts = decodeLoanId(loan.id);
+            if (!parts.ok) return invalid('loans', `loan id ${loan.id}: ${parts.reason}`);
+            const slot = parts.value.slot;
+            if (stateAt(runs, slot) !== 'Importing') {
+                return invalid(
+                    'loans',
+                    `slot ${slot} of loan ${loan.id} is not being imported here`
+                );
+            }
+            if (slotOf(loan.borrower.toUint8Array()) !== slot) {
+                return invalid('loans', `loan ${loan.id}'s borrower is not in slot ${slot}`);
+            }
+        }
+        for (const { slot } of slot_seqs) {
+            if (slot >= SLOT_COUNT || stateAt(runs, slot) !== 'Importing') {
+                return invalid('slot_seqs', `slot ${slot} is not being imported here`);
+            }
+        }
+        let imported = 0;
+        for (const loan of batch) {
+            const existing = readLoan(loan.id);
+            if (!shouldImport(existing, loan)) continue;
+            const slot = Number(loan.id >> 48n);
+            const record = getSlotData(slot) ?? newSlotData();
+            // A copied loan's seq is taken: the counter must pass it even before slot_seqs arrive.
+            const seqAfter = Number(loan.id & SEQ_MASK) + 1;
+            writeLoan(
+                slot,
+                'Importing',
+                { ...record, next_seq: Math.max(record.next_seq, seqAfter) },
+                existing,
+                loan
+            );
+            imported += 1;
+        }
+        for (const { slot, next_seq } of slot_seqs) {
+            const record = getSlotData(slot) ?? newSlotData();
+            if (Number(next_seq) > record.next_seq) {
+                putSlotData(slot, { ...record, next_seq: Number(next_seq) });
+            }
+        }
+        return { Ok: { imported, skipped: batch.length - imported } };
+    });
+}
+
+/** The body of `span_checksum` (see there). */
+function spanChecksum(span: SlotSpan): Res<SpanChecksum> {
+    if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
+    const valid = validSpan(span);
+    if ('Err' in valid) return valid;
+    let count = 0n;
+    let checksum = 0n;
+    forEachDataSlot(span.start, span.end, (_slot, record) => {
+        count += BigInt(record.count);
+        checksum = BigInt.asUintN(64, checksum + record.checksum);
+        return true;
+    });
+    return { Ok: { count, checksum } };
+}
+
+/** The body of `set_slot_state` (see there). */
+function setSlotState(span: SlotSpan, state: SlotState, epoch: bigint): UnitResult {
+    return metered(() => {
+        if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
+        const valid = validSpan(span);
+        if ('Err' in valid) return valid;
+        const target = tagOf(state) as SlotStateName;
+        const runs = getRuns();
+        const illegal = illegalPiece(runs, span.start, span.end, target);
+        if (illegal !== undefined) {
+            return invalid(
+                'state',
+                `slot ${illegal.start} cannot go from ${illegal.state} to ${target}`
+            );
+        }
+        const config = getConfig();
+        if (epoch > config.epoch) setConfig({ ...config, epoch });
+        const leftMigration =
+            (target === 'Owned' || target === 'Released') &&
+            piecesOf(runs, span.start, span.end).some(
+                (p) => p.state === 'Migrating' || p.state === 'Frozen'
+            );
+        setRuns(setRunState(runs, span.start, span.end, target));
+        if (leftMigration) forgetDirty(span);
+        return { Ok: null };
+    });
+}
+
+/** The body of `export_dirty_batch` (see there). */
+function exportDirtyBatch(limit: number): Res<Uint8Array[]> {
+    if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
+    if (limit < 1 || limit > MAX_MIGRATION_BATCH_LOANS) {
+        return invalid('limit', `must be in 1..=${MAX_MIGRATION_BATCH_LOANS}`);
+    }
+    const { ids } = dirty.page(DIRTY_KEY, null, limit);
+    const stored: Uint8Array[] = [];
+    for (const id of ids) {
+        const bytes = loans.get(id);
+        if (bytes !== undefined) stored.push(bytes);
+    }
+    return { Ok: stored };
+}
+
+/** The body of `ack_dirty` (see there). */
+function ackDirty(copied: LoanVersion[]): Res<bigint> {
+    return metered(() => {
+        if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
+        if (copied.length > MAX_MIGRATION_BATCH_LOANS) {
+            return invalid('copied', `at most ${MAX_MIGRATION_BATCH_LOANS} per call`);
+        }
+        for (const { id, version } of copied) {
+            const loan = readLoan(id);
+            if (loan === undefined || loan.version === version) dirty.remove(DIRTY_KEY, id);
+        }
+        return { Ok: BigInt(dirty.count(DIRTY_KEY)) };
+    });
+}
+
+/** The body of `delete_slot_batch` (see there). */
+function deleteSlotBatch(span: SlotSpan, limit: number): Res<DeleteResult> {
+    return metered(() => {
+        if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
+        const valid = validSpan(span);
+        if ('Err' in valid) return valid;
+        if (limit < 1 || limit > MAX_MIGRATION_BATCH_LOANS) {
+            return invalid('limit', `must be in 1..=${MAX_MIGRATION_BATCH_LOANS}`);
+        }
+        const runs = getRuns();
+        const held = piecesOf(runs, span.start, span.end).find(
+            (p) => p.state !== 'Released' && p.state !== 'Absent'
+        );
+        if (held !== undefined) {
+            return invalid(
+                'span',
+                `slot ${held.start} must be released before its loans are deleted`
+            );
+        }
+        let deleted = 0;
+        let probes = 0;
+        let remaining = 0n;
+        forEachDataSlot(span.start, span.end, (slot, data) => {
+            let record = data;
+            let seq = record.low_seq;
+            while (
+                record.count > 0 &&
+                deleted < limit &&
+                probes < MAX_EXPORT_PROBES &&
+                seq < record.next_seq
+            ) {
+                const id = encodeLoanId(slot, seq);
+                if (!id.ok) break;
+                seq += 1;
+                probes += 1;
+                const loan = readLoan(id.value);
+                if (loan !== undefined) {
+                    record = writeLoan(slot, 'Released', record, loan, undefined).slot;
+                    deleted += 1;
+                }
+            }
+            // The slot lives elsewhere now, with its sequence counter: forget it here.
+            putSlotData(slot, record.count === 0 ? undefined : { ...record, low_seq: seq });
+            remaining += BigInt(record.count);
+            return true;
+        });
+        if (remaining === 0n) setRuns(setRunState(runs, span.start, span.end, 'Absent'));
+        return { Ok: { deleted, remaining } };
+    });
+}
+
+/** The body of `set_read_only` (see there). */
+function setReadOnly(read_only: boolean): UnitResult {
+    return metered(() => {
+        if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
+        setConfig({ ...getConfig(), read_only });
+        return { Ok: null };
+    });
+}
+
+/** The body of `set_router` (see there). */
+function setRouter(router: Principal): UnitResult {
+    return metered(() => {
+        if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
+        setConfig({ ...getConfig(), router: router.toText() });
+        return { Ok: null };
+    });
+}
+
+/** The body of `get_slot_counts` (see there). */
+function slotCounts(cursor: [] | [number], limit: [] | [number]): Res<SlotCountPage> {
+    if (!canRead(msgCaller())) return NOT_AUTHORIZED;
+    const size = limit[0] ?? MAX_SLOT_COUNT_PAGE;
+    if (size < 1 || size > MAX_SLOT_COUNT_PAGE) {
+        return invalid('limit', `must be in 1..=${MAX_SLOT_COUNT_PAGE}`);
+    }
+    const after = cursor[0];
+    if (after !== undefined && after >= SLOT_COUNT) {
+        return invalid('cursor', `must be a slot below ${SLOT_COUNT}`);
+    }
+    const found = dataSlotsIn(0, SLOT_COUNT - 1, size + 1, after);
+    const page = found.slice(0, size);
+    return {
+        Ok: {
+            counts: page.map((slot) => ({
+                slot,
+                count: BigInt(getSlotData(slot)?.count ?? 0)
+            })),
+            next_cursor: found.length > size ? [page[page.length - 1]] : []
+        }
+    };
+}
 
 export default class {
     /**
@@ -483,14 +878,15 @@ export default class {
     /** Applies one typed transition to a loan (see `src/shared/loan.ts`). Factory or router only. */
     @update([nat64, LoanUpdate], Result(Loan), { manual: true })
     update_loan(): void {
-        const [id, change] = args<[bigint, LoanUpdate]>([nat64, LoanUpdate]);
+        const [id, change] =
+            decodeUpdateLoanArgs(msgArgData()) ?? args<[bigint, LoanUpdate]>([nat64, LoanUpdate]);
         replyLoan(metered(() => updateLoan(id, change)));
     }
 
     /** One loan by id. Query; factory, router or controllers. */
     @query([nat64], Result(Loan), { manual: true })
     get_loan(): void {
-        const [id] = args<[bigint]>([nat64]);
+        const id = decodeLoanIdArg(msgArgData()) ?? args<[bigint]>([nat64])[0];
         if (!canRead(msgCaller())) return replyLoan(NOT_AUTHORIZED);
         const bytes = loans.get(id);
         replyLoan(
@@ -503,142 +899,51 @@ export default class {
     /** A borrower's loans in id order after `cursor`, at most `limit` (≤ 500). Query. */
     @query([principal, opt(nat64), opt(nat32)], Result(ShardLoanPage), { manual: true })
     get_loans_by_borrower(): void {
-        const [borrower, cursor, limit] =
-            args<[Principal, [] | [bigint], [] | [number]]>(PAGE_ARGS);
-        indexPage(byBorrower, borrower.toText(), cursor, limit);
+        const { key, cursor, limit } = principalPageArgs();
+        indexPage(byBorrower, textOf(key), cursor, limit);
     }
 
     /** Loans an investor funded, in id order after `cursor`, at most `limit` (≤ 500). Query. */
     @query([principal, opt(nat64), opt(nat32)], Result(ShardLoanPage), { manual: true })
     get_loans_by_investor(): void {
-        const [investor, cursor, limit] =
-            args<[Principal, [] | [bigint], [] | [number]]>(PAGE_ARGS);
-        indexPage(byInvestor, investor.toText(), cursor, limit);
+        const { key, cursor, limit } = principalPageArgs();
+        indexPage(byInvestor, textOf(key), cursor, limit);
     }
 
     /** Loans in a status, in id order after `cursor`, at most `limit` (≤ 500). Query. */
     @query([LoanStatus, opt(nat64), opt(nat32)], Result(ShardLoanPage), { manual: true })
     get_loans_by_status(): void {
-        const [status, cursor, limit] = args<[LoanStatus, [] | [bigint], [] | [number]]>([
-            LoanStatus,
-            opt(nat64),
-            opt(nat32)
-        ]);
-        indexPage(byStatus, statusKey(status), cursor, limit);
+        const { key, cursor, limit } = statusPageArgs();
+        indexPage(byStatus, statusKey(key), cursor, limit);
     }
 
-    /** The shard's own figures; counters cover update calls (queries cannot persist counts). */
-    @query([], Result(ShardMetrics))
-    get_shard_metrics(): Result<ShardMetrics> {
-        if (!canRead(msgCaller())) return NOT_AUTHORIZED;
-        const config = getConfig();
-        const { counters } = getStats();
-        const count = BigInt(loans.len());
-        const capacity = config.storage_capacity_bytes;
-        return {
-            Ok: {
-                loan_count: count,
-                storage_used_bytes: counters.storage_used_bytes,
-                storage_percentage:
-                    capacity === 0n
-                        ? 0
-                        : (Number(counters.storage_used_bytes) / Number(capacity)) * 100,
-                message_count: counters.message_count,
-                error_count: counters.error_count,
-                avg_instructions_per_call:
-                    counters.message_count === 0n
-                        ? 0n
-                        : counters.instructions_total / counters.message_count,
-                max_instructions_per_call: counters.instructions_max,
-                avg_response_time_ms: 0,
-                owned_slots: ownedSlotCount(getRuns()),
-                is_read_only: config.read_only,
-                collected_at: time()
-            }
-        };
+    /**
+     * The shard's own figures; counters cover update calls (queries cannot persist counts). Query;
+     * the reply is encoded by hand (`shard_reply_codec.ts`).
+     */
+    @query([], Result(ShardMetrics), { manual: true })
+    get_shard_metrics(): void {
+        msgReply(encodeShardMetricsReply(shardMetrics()));
     }
 
-    /** Per-status counts and amount totals, kept incrementally. Query. */
-    @query([], Result(ShardStats))
-    get_shard_stats(): Result<ShardStats> {
-        if (!canRead(msgCaller())) return NOT_AUTHORIZED;
-        const config = getConfig();
-        const { totals } = getStats();
-        return {
-            Ok: {
-                shard_id: config.shard_id,
-                loan_count: BigInt(loans.len()),
-                owned_slots: ownedSlotCount(getRuns()),
-                by_status: LOAN_STATUSES.map((s) => ({
-                    status: { [s]: null } as LoanStatus,
-                    count: BigInt(totals.by_status[s])
-                })),
-                total_requested: totals.total_requested,
-                total_approved: totals.total_approved,
-                total_repaid: totals.total_repaid,
-                read_only: config.read_only,
-                epoch: config.epoch
-            }
-        };
+    /** Per-status counts and amount totals, kept incrementally. Query; encoded by hand. */
+    @query([], Result(ShardStats), { manual: true })
+    get_shard_stats(): void {
+        msgReply(encodeShardStatsReply(shardStats()));
     }
 
     /**
      * Migration: a batch of a span's loans in (slot, sequence) order after `cursor`, bounded by count
      * and by bytes so the reply stays far below 2 MiB. Query; factory only.
      */
-    @query([SlotSpan, opt(ExportCursor), nat32], Result(ExportBatch))
-    export_slot_batch(
-        span: SlotSpan,
-        cursor: [] | [ExportCursor],
-        limit: number
-    ): Result<ExportBatch> {
-        if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
-        const valid = validSpan(span);
-        if ('Err' in valid) return valid;
-        if (limit < 1 || limit > MAX_MIGRATION_BATCH_LOANS) {
-            return invalid('limit', `must be in 1..=${MAX_MIGRATION_BATCH_LOANS}`);
-        }
-        const from = cursor[0];
-        if (from !== undefined && (from.slot < span.start || from.slot > span.end)) {
-            return invalid('cursor', 'must point into the span');
-        }
-        const batch: Loan[] = [];
-        const slot_seqs: SlotSeq[] = [];
-        let bytes = 0;
-        let probes = 0;
-        let stoppedAt: ExportCursor | undefined;
-        const visit = (slot: number, record: SlotData): boolean => {
-            let seq =
-                from !== undefined && slot === from.slot ? Number(from.seq) : record.low_seq - 1;
-            while (seq + 1 < record.next_seq) {
-                const id = encodeLoanId(slot, seq + 1);
-                if (!id.ok) break;
-                const encoded = loans.get(id.value);
-                const full =
-                    batch.length >= limit ||
-                    probes >= MAX_EXPORT_PROBES ||
-                    (encoded !== undefined && bytes + encoded.length > MAX_MIGRATION_BATCH_BYTES);
-                if (full) {
-                    stoppedAt = { slot, seq: BigInt(seq) };
-                    return false;
-                }
-                seq += 1;
-                probes += 1;
-                if (encoded !== undefined) {
-                    bytes += encoded.length;
-                    batch.push(decodeLoan(encoded));
-                }
-            }
-            slot_seqs.push({ slot, next_seq: BigInt(record.next_seq) });
-            return true;
-        };
-        forEachDataSlot(
-            span.start,
-            span.end,
-            visit,
-            from === undefined ? undefined : from.slot - 1
-        );
-        return { Ok: { loans: batch, next_cursor: stoppedAt ? [stoppedAt] : [], slot_seqs } };
+    @query([SlotSpan, opt(ExportCursor), nat32], Result(ExportBatch), { manual: true })
+    export_slot_batch(): void {
+        const [span, cursor, limit] = args<[SlotSpan, [] | [ExportCursor], number]>([
+            SlotSpan,
+            opt(ExportCursor),
+            nat32
+        ]);
+        msgReply(exportBatchReply.encodeReply(exportSlotBatch(span, cursor, limit)));
     }
 
     /**
@@ -646,74 +951,18 @@ export default class {
      * here only when its version is newer, so repeating a batch changes nothing. `slot_seqs` raise
      * the slots' sequence counters. Factory only.
      */
-    @update([vec(Loan), vec(SlotSeq)], Result(ImportResult))
-    import_loans(batch: Loan[], slot_seqs: SlotSeq[]): Result<ImportResult> {
-        return metered(() => {
-            if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
-            if (batch.length > MAX_MIGRATION_BATCH_LOANS || slot_seqs.length > SLOT_COUNT) {
-                return invalid('loans', `at most ${MAX_MIGRATION_BATCH_LOANS} loans per batch`);
-            }
-            const runs = getRuns();
-            for (const loan of batch) {
-                const parts = decodeLoanId(loan.id);
-                if (!parts.ok) return invalid('loans', `loan id ${loan.id}: ${parts.reason}`);
-                const slot = parts.value.slot;
-                if (stateAt(runs, slot) !== 'Importing') {
-                    return invalid(
-                        'loans',
-                        `slot ${slot} of loan ${loan.id} is not being imported here`
-                    );
-                }
-                if (slotOf(loan.borrower.toUint8Array()) !== slot) {
-                    return invalid('loans', `loan ${loan.id}'s borrower is not in slot ${slot}`);
-                }
-            }
-            for (const { slot } of slot_seqs) {
-                if (slot >= SLOT_COUNT || stateAt(runs, slot) !== 'Importing') {
-                    return invalid('slot_seqs', `slot ${slot} is not being imported here`);
-                }
-            }
-            let imported = 0;
-            for (const loan of batch) {
-                const existing = readLoan(loan.id);
-                if (!shouldImport(existing, loan)) continue;
-                const slot = Number(loan.id >> 48n);
-                const record = getSlotData(slot) ?? newSlotData();
-                // A copied loan's seq is taken: the counter must pass it even before slot_seqs arrive.
-                const seqAfter = Number(loan.id & SEQ_MASK) + 1;
-                writeLoan(
-                    slot,
-                    'Importing',
-                    { ...record, next_seq: Math.max(record.next_seq, seqAfter) },
-                    existing,
-                    loan
-                );
-                imported += 1;
-            }
-            for (const { slot, next_seq } of slot_seqs) {
-                const record = getSlotData(slot) ?? newSlotData();
-                if (Number(next_seq) > record.next_seq) {
-                    putSlotData(slot, { ...record, next_seq: Number(next_seq) });
-                }
-            }
-            return { Ok: { imported, skipped: batch.length - imported } };
-        });
+    @update([vec(Loan), vec(SlotSeq)], Result(ImportResult), { manual: true })
+    import_loans(): void {
+        const arg = msgArgData();
+        const { loans: batch, slot_seqs } = decodeImportLoansArgs(arg) ?? importArgs(arg);
+        msgReply(importResultReply.encodeReply(importLoans(batch, slot_seqs)));
     }
 
     /** A span's loan count and order-free checksum, for migration verification. Query; factory only. */
-    @query([SlotSpan], Result(SpanChecksum))
-    span_checksum(span: SlotSpan): Result<SpanChecksum> {
-        if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
-        const valid = validSpan(span);
-        if ('Err' in valid) return valid;
-        let count = 0n;
-        let checksum = 0n;
-        forEachDataSlot(span.start, span.end, (_slot, record) => {
-            count += BigInt(record.count);
-            checksum = BigInt.asUintN(64, checksum + record.checksum);
-            return true;
-        });
-        return { Ok: { count, checksum } };
+    @query([SlotSpan], Result(SpanChecksum), { manual: true })
+    span_checksum(): void {
+        const [span] = args<[SlotSpan]>([SlotSpan]);
+        msgReply(spanChecksumReply.encodeReply(spanChecksum(span)));
     }
 
     /**
@@ -721,137 +970,55 @@ export default class {
      * routing epoch the factory is at. If any slot may not make the move, nothing changes and the
      * answer is `InvalidInput`. Factory only.
      */
-    @update([SlotSpan, SlotState, nat64], UnitResult)
-    set_slot_state(span: SlotSpan, state: SlotState, epoch: bigint): UnitResult {
-        return metered(() => {
-            if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
-            const valid = validSpan(span);
-            if ('Err' in valid) return valid;
-            const target = tagOf(state) as SlotStateName;
-            const runs = getRuns();
-            const illegal = illegalPiece(runs, span.start, span.end, target);
-            if (illegal !== undefined) {
-                return invalid(
-                    'state',
-                    `slot ${illegal.start} cannot go from ${illegal.state} to ${target}`
-                );
-            }
-            const config = getConfig();
-            if (epoch > config.epoch) setConfig({ ...config, epoch });
-            const leftMigration =
-                (target === 'Owned' || target === 'Released') &&
-                piecesOf(runs, span.start, span.end).some(
-                    (p) => p.state === 'Migrating' || p.state === 'Frozen'
-                );
-            setRuns(setRunState(runs, span.start, span.end, target));
-            if (leftMigration) forgetDirty(span);
-            return { Ok: null };
-        });
+    @update([SlotSpan, SlotState, nat64], UnitResult, { manual: true })
+    set_slot_state(): void {
+        const [span, state, epoch] = args<[SlotSpan, SlotState, bigint]>([
+            SlotSpan,
+            SlotState,
+            nat64
+        ]);
+        msgReply(unitReply.encodeReply(setSlotState(span, state, epoch)));
     }
 
     /** Migration catch-up: loans written in migrating slots since their copy began. Factory only. */
-    @query([nat32], Result(vec(Loan)))
-    export_dirty_batch(limit: number): Result<Loan[]> {
-        if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
-        if (limit < 1 || limit > MAX_MIGRATION_BATCH_LOANS) {
-            return invalid('limit', `must be in 1..=${MAX_MIGRATION_BATCH_LOANS}`);
-        }
-        const { ids } = dirty.page(DIRTY_KEY, null, limit);
-        return { Ok: loanPage(ids, false).loans };
+    @query([nat32], Result(vec(Loan)), { manual: true })
+    export_dirty_batch(): void {
+        const [limit] = args<[number]>([nat32]);
+        msgReply(storedLoansReply.encodeReply(exportDirtyBatch(limit)));
     }
 
     /**
      * Migration catch-up: forgets dirty ids whose copy the target now holds; an id written again
      * since (a newer version) stays dirty. Returns how many remain. Factory only.
      */
-    @update([vec(LoanVersion)], Result(nat64))
-    ack_dirty(copied: LoanVersion[]): Result<bigint> {
-        return metered(() => {
-            if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
-            if (copied.length > MAX_MIGRATION_BATCH_LOANS) {
-                return invalid('copied', `at most ${MAX_MIGRATION_BATCH_LOANS} per call`);
-            }
-            for (const { id, version } of copied) {
-                const loan = readLoan(id);
-                if (loan === undefined || loan.version === version) dirty.remove(DIRTY_KEY, id);
-            }
-            return { Ok: BigInt(dirty.count(DIRTY_KEY)) };
-        });
+    @update([vec(LoanVersion)], Result(nat64), { manual: true })
+    ack_dirty(): void {
+        const [copied] = args<[LoanVersion[]]>([vec(LoanVersion)]);
+        msgReply(nat64Reply.encodeReply(ackDirty(copied)));
     }
 
     /**
      * Deletes up to `limit` loans of the span's released slots; a slot is forgotten when empty.
      * `remaining` counts the loans still held in released slots of the span. Factory only.
      */
-    @update([SlotSpan, nat32], Result(DeleteResult))
-    delete_slot_batch(span: SlotSpan, limit: number): Result<DeleteResult> {
-        return metered(() => {
-            if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
-            const valid = validSpan(span);
-            if ('Err' in valid) return valid;
-            if (limit < 1 || limit > MAX_MIGRATION_BATCH_LOANS) {
-                return invalid('limit', `must be in 1..=${MAX_MIGRATION_BATCH_LOANS}`);
-            }
-            const runs = getRuns();
-            const held = piecesOf(runs, span.start, span.end).find(
-                (p) => p.state !== 'Released' && p.state !== 'Absent'
-            );
-            if (held !== undefined) {
-                return invalid(
-                    'span',
-                    `slot ${held.start} must be released before its loans are deleted`
-                );
-            }
-            let deleted = 0;
-            let probes = 0;
-            let remaining = 0n;
-            forEachDataSlot(span.start, span.end, (slot, data) => {
-                let record = data;
-                let seq = record.low_seq;
-                while (
-                    record.count > 0 &&
-                    deleted < limit &&
-                    probes < MAX_EXPORT_PROBES &&
-                    seq < record.next_seq
-                ) {
-                    const id = encodeLoanId(slot, seq);
-                    if (!id.ok) break;
-                    seq += 1;
-                    probes += 1;
-                    const loan = readLoan(id.value);
-                    if (loan !== undefined) {
-                        record = writeLoan(slot, 'Released', record, loan, undefined).slot;
-                        deleted += 1;
-                    }
-                }
-                // The slot lives elsewhere now, with its sequence counter: forget it here.
-                putSlotData(slot, record.count === 0 ? undefined : { ...record, low_seq: seq });
-                remaining += BigInt(record.count);
-                return true;
-            });
-            if (remaining === 0n) setRuns(setRunState(runs, span.start, span.end, 'Absent'));
-            return { Ok: { deleted, remaining } };
-        });
+    @update([SlotSpan, nat32], Result(DeleteResult), { manual: true })
+    delete_slot_batch(): void {
+        const [span, limit] = args<[SlotSpan, number]>([SlotSpan, nat32]);
+        msgReply(deleteResultReply.encodeReply(deleteSlotBatch(span, limit)));
     }
 
     /** Stops or resumes all writes (e.g. before retiring the shard). Factory only. */
-    @update([bool], UnitResult)
-    set_read_only(read_only: boolean): UnitResult {
-        return metered(() => {
-            if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
-            setConfig({ ...getConfig(), read_only });
-            return { Ok: null };
-        });
+    @update([bool], UnitResult, { manual: true })
+    set_read_only(): void {
+        const [read_only] = args<[boolean]>([bool]);
+        msgReply(unitReply.encodeReply(setReadOnly(read_only)));
     }
 
     /** Names the router allowed to write. Factory only. */
-    @update([principal], UnitResult)
-    set_router(router: Principal): UnitResult {
-        return metered(() => {
-            if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
-            setConfig({ ...getConfig(), router: router.toText() });
-            return { Ok: null };
-        });
+    @update([principal], UnitResult, { manual: true })
+    set_router(): void {
+        const [router] = args<[Principal]>([principal]);
+        msgReply(unitReply.encodeReply(setRouter(router)));
     }
 
     // ---- get_slot_counts (helper F, issue 4) -------------------------------------------------
@@ -862,27 +1029,9 @@ export default class {
      * rebalances. Counts include slots being imported or released; the factory trusts a count only
      * from the slot's owner. Query; readers (factory, router, controllers), like the metrics.
      */
-    @query([opt(nat32), opt(nat32)], Result(SlotCountPage))
-    get_slot_counts(cursor: [] | [number], limit: [] | [number]): Result<SlotCountPage> {
-        if (!canRead(msgCaller())) return NOT_AUTHORIZED;
-        const size = limit[0] ?? MAX_SLOT_COUNT_PAGE;
-        if (size < 1 || size > MAX_SLOT_COUNT_PAGE) {
-            return invalid('limit', `must be in 1..=${MAX_SLOT_COUNT_PAGE}`);
-        }
-        const after = cursor[0];
-        if (after !== undefined && after >= SLOT_COUNT) {
-            return invalid('cursor', `must be a slot below ${SLOT_COUNT}`);
-        }
-        const found = dataSlotsIn(0, SLOT_COUNT - 1, size + 1, after);
-        const page = found.slice(0, size);
-        return {
-            Ok: {
-                counts: page.map((slot) => ({
-                    slot,
-                    count: BigInt(getSlotData(slot)?.count ?? 0)
-                })),
-                next_cursor: found.length > size ? [page[page.length - 1]] : []
-            }
-        };
+    @query([opt(nat32), opt(nat32)], Result(SlotCountPage), { manual: true })
+    get_slot_counts(): void {
+        const [cursor, limit] = args<[[] | [number], [] | [number]]>([opt(nat32), opt(nat32)]);
+        msgReply(slotCountPageReply.encodeReply(slotCounts(cursor, limit)));
     }
 }

@@ -56,11 +56,35 @@ export const MEMORY = {
     byStatus: 5,
     dirty: 6,
     dataSlots: 7,
-    stats: 8
+    stats: 8,
+    loanHashes: 9
 } as const;
 
+/** Index store keys whose bytes are remembered; the memo is emptied when full. */
+const MAX_REMEMBERED_KEYS = 4_096;
+const keyBytes = new Map<string, Uint8Array>();
+
+/**
+ * `utf8Text` for index store keys, with the bytes of recent keys remembered: every index operation
+ * encodes its header and page keys (a borrower's or investor's are 66+ characters), and the
+ * per-character encoder costs about a million instructions for the four keys of one index update.
+ * The same few thousand keys (statuses, a shard's borrowers and investors) come back again and again.
+ */
+export const indexKeyCodec = {
+    toBytes(text: string): Uint8Array {
+        let bytes = keyBytes.get(text);
+        if (bytes === undefined) {
+            bytes = utf8Text.toBytes(text);
+            if (keyBytes.size >= MAX_REMEMBERED_KEYS) keyBytes.clear();
+            keyBytes.set(text, bytes);
+        }
+        return bytes;
+    },
+    fromBytes: utf8Text.fromBytes
+};
+
 function indexMap(memoryId: number): StableBTreeMap<string, IndexNode> {
-    return new StableBTreeMap<string, IndexNode>(memoryId, utf8Text, indexNodeCodec);
+    return new StableBTreeMap<string, IndexNode>(memoryId, indexKeyCodec, indexNodeCodec);
 }
 
 /** `SlotData` as 28 bytes: next_seq, low_seq (float64, exact below 2^53), count (u32), checksum (u64). */
@@ -129,10 +153,42 @@ export const statsCodec = {
     }
 };
 
+/**
+ * A loan's checksum hash (`loanHash` of its stored bytes) and the version it was taken at, so a
+ * write subtracts the old hash from its slot's checksum without hashing the old bytes again (the
+ * hash costs about a million instructions per loan). The version guards against an entry left
+ * stale by a build that did not keep this map: on a mismatch the shard hashes the bytes.
+ */
+export interface LoanHash {
+    hash: bigint;
+    version: bigint;
+}
+
+/** `LoanHash` as 16 bytes: hash, version (u64 each). */
+export const loanHashCodec = {
+    toBytes(h: LoanHash): Uint8Array {
+        const bytes = new Uint8Array(16);
+        const view = new DataView(bytes.buffer);
+        view.setBigUint64(0, h.hash);
+        view.setBigUint64(8, h.version);
+        return bytes;
+    },
+    fromBytes(bytes: Uint8Array): LoanHash {
+        const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        return { hash: view.getBigUint64(0), version: view.getBigUint64(8) };
+    }
+};
+
 const meta = new StableBTreeMap<string, unknown>(MEMORY.meta);
 const statsMap = new StableBTreeMap<number, ShardStatsRecord>(MEMORY.stats, u32Key, statsCodec);
 const STATS_KEY = 0;
 export const loans = new StableBTreeMap<bigint, Uint8Array>(MEMORY.loans, u64Key, rawBytes);
+/** Each stored loan's `LoanHash` (see there); absent for loans written by earlier builds. */
+export const loanHashes = new StableBTreeMap<bigint, LoanHash>(
+    MEMORY.loanHashes,
+    u64Key,
+    loanHashCodec
+);
 export const slots = new StableBTreeMap<number, SlotData>(MEMORY.slots, u32Key, slotDataCodec);
 export const byBorrower = new SortedIdIndex(indexMap(MEMORY.byBorrower));
 export const byInvestor = new SortedIdIndex(indexMap(MEMORY.byInvestor));

@@ -10,7 +10,15 @@
 import { IDL, idlLabelToId } from '@dfinity/candid';
 import { Principal } from '@dfinity/principal';
 
-import { LOAN_STATUSES, Loan, LoanStatusName, NewLoan, Result } from './types';
+import {
+    LOAN_STATUSES,
+    Loan,
+    LoanStatus,
+    LoanStatusName,
+    LoanUpdate,
+    NewLoan,
+    Result
+} from './types';
 
 type Field = keyof Loan;
 
@@ -75,6 +83,12 @@ class Writer {
             }
             this.byte(low | 0x80);
         }
+    }
+
+    nat32(value: number): void {
+        this.room(4);
+        this.view.setUint32(this.length, value, true);
+        this.length += 4;
     }
 
     nat64(value: bigint): void {
@@ -170,6 +184,15 @@ export class ValueReader {
         return [this.nat64()];
     }
 
+    optNat32(): [] | [number] {
+        const tag = this.byte();
+        if (tag === 0) return [];
+        if (tag !== 1) throw new Error(`${this.what}: bad opt tag`);
+        this.need(4);
+        this.at += 4;
+        return [this.view.getUint32(this.at - 4, true)];
+    }
+
     count(elementBytes: number): number {
         const n = this.leb();
         if (n * elementBytes > this.bytes.length - this.at)
@@ -222,6 +245,11 @@ export function encodeLoanValue(loan: Loan): Uint8Array {
     const w = new Writer(160 + 48 * (loan.funders.length + loan.repayment_history.length));
     for (const field of LOAN_FIELDS) writeField(w, loan, field);
     return w.done();
+}
+
+/** Reads one loan's value bytes at the reader's position (see `decodeLoanValue`). */
+export function readLoanValue(r: ValueReader): Loan {
+    return readLoanFrom(r);
 }
 
 function readLoanFrom(r: ValueReader): Loan {
@@ -480,4 +508,182 @@ export function decodeLoanPageValue(bytes: Uint8Array): LoanPageValue {
     }
     if (r.at !== bytes.length) throw new Error('loan page bytes: trailing bytes');
     return page;
+}
+
+// ---- update_loan's arguments `(nat64, LoanUpdate)`, decoded by hand ----
+
+/** How each `LoanUpdate` case's payload is read: nothing, or a record of nat64/principal fields. */
+type UpdatePayload = null | { name: string; principal: boolean }[];
+
+/** The cases in Candid order (a variant sorts by hash), each with its payload plan (at load). */
+const UPDATE_CASES: { name: string; payload: UpdatePayload }[] = (
+    LoanUpdate as unknown as IDL.VariantClass
+)._fields.map(([name, type]) => {
+    if (type.display() === IDL.Null.display()) return { name, payload: null };
+    if (!(type instanceof IDL.RecordClass)) {
+        throw new Error(`loan codec: LoanUpdate case ${name} is not a record; teach the codec`);
+    }
+    return {
+        name,
+        payload: type._fields.map(([field, t]) => {
+            const principal = t.display() === IDL.Principal.display();
+            if (!principal && t.display() !== IDL.Nat64.display()) {
+                throw new Error(
+                    `loan codec: LoanUpdate ${name}.${field} is neither nat64 nor principal`
+                );
+            }
+            return { name: field, principal };
+        })
+    };
+});
+
+/** The value bytes of `(id, change)` after the head (what `IDL.encode([nat64, LoanUpdate], …)` ends with). */
+export function encodeUpdateLoanArgValues(id: bigint, change: LoanUpdate): Uint8Array {
+    const w = new Writer(48);
+    w.nat64(id);
+    const tag = Object.keys(change)[0];
+    const index = UPDATE_CASES.findIndex((c) => c.name === tag);
+    if (index < 0) throw new Error('loan codec: unknown LoanUpdate case');
+    w.leb(index);
+    const payload = UPDATE_CASES[index].payload;
+    const value = (change as Record<string, Record<string, unknown>>)[tag];
+    for (const field of payload ?? []) {
+        if (field.principal) w.principal(value[field.name] as Principal);
+        else w.nat64(value[field.name] as bigint);
+    }
+    return w.done();
+}
+
+const UPDATE_ARG_PREFIX = candidPrefix(
+    [IDL.Nat64, LoanUpdate],
+    [0n, { SubmitForApproval: null }],
+    encodeUpdateLoanArgValues(0n, { SubmitForApproval: null })
+);
+
+/**
+ * Decodes `update_loan`'s argument `(nat64, LoanUpdate)` by hand when it has the encoding
+ * `@dfinity/candid` writes (the router, agents); undefined for any other encoding or malformed bytes,
+ * which the caller decodes with `IDL.decode` (so it accepts and rejects exactly what that does).
+ */
+export function decodeUpdateLoanArgs(arg: Uint8Array): [bigint, LoanUpdate] | undefined {
+    const body = afterPrefix(arg, UPDATE_ARG_PREFIX);
+    if (body === undefined) return undefined;
+    try {
+        const r = new ValueReader(body, 'update_loan arguments');
+        const id = r.nat64();
+        const chosen = UPDATE_CASES[r.leb()];
+        if (chosen === undefined) return undefined;
+        let payload: Record<string, unknown> | null = null;
+        if (chosen.payload !== null) {
+            payload = {};
+            for (const field of chosen.payload) {
+                payload[field.name] = field.principal ? r.principal() : r.nat64();
+            }
+        }
+        if (r.at !== body.length) return undefined;
+        return [id, { [chosen.name]: payload } as LoanUpdate];
+    } catch {
+        return undefined;
+    }
+}
+
+/** `DIDL`, no type table, one `nat64` argument: the head of `(nat64)` as `@dfinity/candid` writes it. */
+const NAT64_ARG_HEAD = new Uint8Array([0x44, 0x49, 0x44, 0x4c, 0x00, 0x01, 0x78]);
+
+/**
+ * A loan id argument `(nat64)` in the usual encoding; undefined otherwise (the caller then decodes
+ * with `IDL.decode`).
+ */
+export function decodeLoanIdArg(arg: Uint8Array): bigint | undefined {
+    const body = afterPrefix(arg, NAT64_ARG_HEAD);
+    if (body === undefined || body.length !== 8) return undefined;
+    return new DataView(body.buffer, body.byteOffset, 8).getBigUint64(0, true);
+}
+
+// ---- The paged reads' arguments `(principal | LoanStatus, opt nat64, opt nat32)`, by hand ----
+
+/** A paged read's arguments: the index key (a principal or a status), cursor and limit. */
+export interface PageArgs<K> {
+    key: K;
+    cursor: [] | [bigint];
+    limit: [] | [number];
+}
+
+const PAGE_ARG_TYPES_PRINCIPAL = [IDL.Principal, IDL.Opt(IDL.Nat64), IDL.Opt(IDL.Nat32)];
+const PAGE_ARG_TYPES_STATUS = [LoanStatus, IDL.Opt(IDL.Nat64), IDL.Opt(IDL.Nat32)];
+
+/** The value bytes of a paged read's cursor and limit (after the key's). */
+function pageTailValue(w: Writer, cursor: [] | [bigint], limit: [] | [number]): void {
+    w.optNat64(cursor);
+    if (limit.length === 0) {
+        w.byte(0);
+    } else {
+        w.byte(1);
+        w.nat32(limit[0]);
+    }
+}
+
+/** The value bytes of `(principal, opt nat64, opt nat32)`. */
+export function encodePrincipalPageArgValues(args: PageArgs<Principal>): Uint8Array {
+    const w = new Writer(48);
+    w.principal(args.key);
+    pageTailValue(w, args.cursor, args.limit);
+    return w.done();
+}
+
+/** The value bytes of `(LoanStatus, opt nat64, opt nat32)`. */
+export function encodeStatusPageArgValues(args: PageArgs<LoanStatus>): Uint8Array {
+    const w = new Writer(24);
+    const index = STATUS_INDEX.get(Object.keys(args.key)[0]);
+    if (index === undefined) throw new Error('loan codec: unknown status');
+    w.leb(index);
+    pageTailValue(w, args.cursor, args.limit);
+    return w.done();
+}
+
+const SAMPLE_PAGE_TAIL = { cursor: [] as [], limit: [] as [] };
+const PRINCIPAL_PAGE_ARG_PREFIX = candidPrefix(
+    PAGE_ARG_TYPES_PRINCIPAL,
+    [Principal.anonymous(), [], []],
+    encodePrincipalPageArgValues({ key: Principal.anonymous(), ...SAMPLE_PAGE_TAIL })
+);
+const STATUS_PAGE_ARG_PREFIX = candidPrefix(
+    PAGE_ARG_TYPES_STATUS,
+    [{ Active: null }, [], []],
+    encodeStatusPageArgValues({ key: { Active: null }, ...SAMPLE_PAGE_TAIL })
+);
+
+/**
+ * `(principal, opt nat64, opt nat32)` (`get_loans_by_borrower`/`_investor`) decoded by hand in the
+ * encoding `@dfinity/candid` writes; undefined otherwise (the caller then uses `IDL.decode`).
+ */
+export function decodePrincipalPageArgs(arg: Uint8Array): PageArgs<Principal> | undefined {
+    const body = afterPrefix(arg, PRINCIPAL_PAGE_ARG_PREFIX);
+    if (body === undefined) return undefined;
+    try {
+        const r = new ValueReader(body, 'page arguments');
+        const key = r.principal();
+        const cursor = r.optNat64();
+        const limit = r.optNat32();
+        return r.at === body.length ? { key, cursor, limit } : undefined;
+    } catch {
+        return undefined;
+    }
+}
+
+/** `(LoanStatus, opt nat64, opt nat32)` (`get_loans_by_status`) decoded by hand; see above. */
+export function decodeStatusPageArgs(arg: Uint8Array): PageArgs<LoanStatus> | undefined {
+    const body = afterPrefix(arg, STATUS_PAGE_ARG_PREFIX);
+    if (body === undefined) return undefined;
+    try {
+        const r = new ValueReader(body, 'page arguments');
+        const name = STATUS_ORDER[r.leb()];
+        if (name === undefined) return undefined;
+        const cursor = r.optNat64();
+        const limit = r.optNat32();
+        if (r.at !== body.length) return undefined;
+        return { key: { [name]: null } as LoanStatus, cursor, limit };
+    } catch {
+        return undefined;
+    }
 }

@@ -6,14 +6,19 @@ import {
     candidPrefix,
     concatBytes,
     decodeLoanValue,
+    decodeLoanIdArg,
     decodeNewLoanArg,
+    decodePrincipalPageArgs,
+    decodeStatusPageArgs,
+    decodeUpdateLoanArgs,
     encodeLoanValue,
     encodeNewLoanValue,
+    encodeUpdateLoanArgValues,
     lebBytes
 } from '../../src/shared/loan_codec';
 import { ShardLoanPage } from '../../src/shared/shard_api';
-import { Loan, NewLoan, Result } from '../../src/shared/types';
-import { loanArb as anyLoan, nat64, optNat64, principal } from './arbitraries';
+import { Loan, LoanStatus, LoanUpdate, NewLoan, Result } from '../../src/shared/types';
+import { loanArb as anyLoan, loanStatus, nat64, optNat64, principal } from './arbitraries';
 
 const loanArb = anyLoan(5, 40);
 
@@ -116,6 +121,95 @@ describe('loan codec', () => {
                 expect(decodeNewLoanArg(arg.slice(0, arg.length - 1))).toBeUndefined();
             }),
             { numRuns: 200 }
+        );
+    });
+
+    it('decodes update_loan arguments as IDL.decode does, and leaves other encodings to it', () => {
+        const change: fc.Arbitrary<LoanUpdate> = fc.oneof(
+            fc.constant({ SubmitForApproval: null }),
+            nat64.map((amount_approved) => ({ Approve: { amount_approved } })),
+            fc.record({ investor: principal, amount: nat64 }).map((f) => ({ Fund: { ...f } })),
+            fc.constant({ Activate: null }),
+            nat64.map((amount) => ({ Repay: { amount } })),
+            fc.constant({ MarkDefaulted: null })
+        );
+        fc.assert(
+            fc.property(nat64, change, (id, update) => {
+                const arg = new Uint8Array(IDL.encode([IDL.Nat64, LoanUpdate], [id, update]));
+                const values = encodeUpdateLoanArgValues(id, update);
+                expect(arg.slice(arg.length - values.length)).toEqual(values);
+                const theirs = IDL.decode([IDL.Nat64, LoanUpdate], arg);
+                expect(decodeUpdateLoanArgs(arg)).toEqual([...theirs]);
+                expect(decodeUpdateLoanArgs(arg)).toEqual([id, update]);
+                const three = new Uint8Array(
+                    IDL.encode([IDL.Nat64, LoanUpdate, IDL.Nat], [id, update, 1n])
+                );
+                expect(decodeUpdateLoanArgs(three)).toBeUndefined();
+                expect(
+                    decodeUpdateLoanArgs(concatBytes([arg, new Uint8Array([0])]))
+                ).toBeUndefined();
+                expect(decodeUpdateLoanArgs(arg.slice(0, arg.length - 1))).toBeUndefined();
+            }),
+            { numRuns: 300 }
+        );
+    });
+
+    it('leaves an update_loan argument with an unknown case to IDL.decode, which rejects it', () => {
+        const arg = new Uint8Array(
+            IDL.encode([IDL.Nat64, LoanUpdate], [7n, { MarkDefaulted: null }])
+        );
+        const bad = arg.slice();
+        bad[bad.length - 1] = 6;
+        expect(decodeUpdateLoanArgs(bad)).toBeUndefined();
+        expect(() => IDL.decode([IDL.Nat64, LoanUpdate], bad)).toThrow();
+    });
+
+    it('decodes a loan id argument (nat64) as IDL.decode does', () => {
+        fc.assert(
+            fc.property(nat64, (id) => {
+                const arg = new Uint8Array(IDL.encode([IDL.Nat64], [id]));
+                expect(decodeLoanIdArg(arg)).toBe(IDL.decode([IDL.Nat64], arg)[0]);
+                expect(decodeLoanIdArg(arg.slice(0, arg.length - 1))).toBeUndefined();
+                expect(decodeLoanIdArg(concatBytes([arg, new Uint8Array([0])]))).toBeUndefined();
+                const other = new Uint8Array(IDL.encode([IDL.Nat], [id]));
+                expect(decodeLoanIdArg(other)).toBeUndefined();
+            })
+        );
+    });
+
+    it("decodes the paged reads' arguments as IDL.decode does", () => {
+        const optNat32 = fc
+            .option(fc.nat({ max: 0xffff_ffff }), { nil: undefined })
+            .map((v): [] | [number] => (v === undefined ? [] : [v]));
+        const tail = [IDL.Opt(IDL.Nat64), IDL.Opt(IDL.Nat32)];
+        fc.assert(
+            fc.property(principal, loanStatus, optNat64, optNat32, (p, status, cursor, limit) => {
+                const byPrincipal = new Uint8Array(
+                    IDL.encode([IDL.Principal, ...tail], [p, cursor, limit])
+                );
+                const [key, c, l] = IDL.decode([IDL.Principal, ...tail], byPrincipal);
+                expect(decodePrincipalPageArgs(byPrincipal)).toEqual({ key, cursor: c, limit: l });
+                const byStatus = new Uint8Array(
+                    IDL.encode([LoanStatus, ...tail], [status, cursor, limit])
+                );
+                const [s, c2, l2] = IDL.decode([LoanStatus, ...tail], byStatus);
+                expect(decodeStatusPageArgs(byStatus)).toEqual({ key: s, cursor: c2, limit: l2 });
+                expect(decodeStatusPageArgs(byStatus)).toEqual({ key: status, cursor, limit });
+                for (const arg of [byPrincipal, byStatus]) {
+                    const cut = arg.slice(0, arg.length - 1);
+                    const padded = concatBytes([arg, new Uint8Array([0])]);
+                    expect(
+                        decodePrincipalPageArgs(cut) ?? decodeStatusPageArgs(cut)
+                    ).toBeUndefined();
+                    expect(
+                        decodePrincipalPageArgs(padded) ?? decodeStatusPageArgs(padded)
+                    ).toBeUndefined();
+                }
+                // The other argument types (e.g. no limit at all) are left to IDL.decode.
+                const short = new Uint8Array(IDL.encode([IDL.Principal, tail[0]], [p, cursor]));
+                expect(decodePrincipalPageArgs(short)).toBeUndefined();
+            }),
+            { numRuns: 300 }
         );
     });
 });

@@ -4,6 +4,8 @@ import { describe, expect, it } from 'vitest';
 import {
     admitWrite,
     illegalPiece,
+    investorChanges,
+    loanHash,
     ownedSlotCount,
     piecesOf,
     setRunState,
@@ -12,6 +14,9 @@ import {
     stateAt,
     StateRun
 } from '../../src/shared/shard_state';
+import { hash64 } from '../../src/shared/hash';
+import { encodeLoanValue } from '../../src/shared/loan_codec';
+import { loanArb, principal } from './arbitraries';
 
 const STATES: SlotStateOrAbsent[] = [
     'Owned',
@@ -119,5 +124,68 @@ describe('write admission', () => {
         expect(admitWrite(7, 'Released', false, 3n)).toEqual({
             Err: { WrongShard: { slot: 7, epoch: 3n } }
         });
+    });
+});
+
+describe('investorChanges', () => {
+    it('names the investors added and removed, as a set difference of their texts', () => {
+        // Funders drawn from a small pool, so before and after share some investors.
+        const scenario = fc.array(principal, { minLength: 1, maxLength: 4 }).chain((pool) => {
+            const funders = fc.array(fc.constantFrom(...pool), { maxLength: 6 });
+            const side = fc.option(
+                fc.tuple(loanArb(0, 0), funders).map(([loan, who]) => ({
+                    ...loan,
+                    funders: who.map((investor) => ({ investor, amount: 1n }))
+                })),
+                { nil: undefined }
+            );
+            return fc.tuple(side, side);
+        });
+        fc.assert(
+            fc.property(scenario, ([before, after]) => {
+                const texts = (l: typeof before) =>
+                    new Set(l?.funders.map((f) => f.investor.toText()));
+                const b = texts(before);
+                const a = texts(after);
+                const { added, removed } = investorChanges(before, after);
+                expect(added.map((p) => p.toText()).sort()).toEqual(
+                    [...a].filter((t) => !b.has(t)).sort()
+                );
+                expect(removed.map((p) => p.toText()).sort()).toEqual(
+                    [...b].filter((t) => !a.has(t)).sort()
+                );
+            }),
+            { numRuns: 300 }
+        );
+    });
+});
+
+describe('loanHash', () => {
+    it('is hash64 (XXH64, seed 0) of the bytes, for every length and for loans', () => {
+        for (let n = 0; n <= 300; n++) {
+            const bytes = new Uint8Array(n).map((_, i) => (i * 37 + n * 11) & 0xff);
+            expect(loanHash(bytes)).toBe(hash64(bytes));
+        }
+        fc.assert(
+            fc.property(fc.uint8Array({ maxLength: 600 }), (bytes) => {
+                expect(loanHash(bytes)).toBe(hash64(bytes));
+            }),
+            { numRuns: 2000 }
+        );
+        fc.assert(
+            fc.property(loanArb(5, 5), (loan) => {
+                const bytes = encodeLoanValue(loan);
+                expect(loanHash(bytes)).toBe(hash64(bytes));
+            }),
+            { numRuns: 300 }
+        );
+    });
+
+    it('reads a view at any offset of a larger buffer', () => {
+        const whole = new Uint8Array(100).map((_, i) => i);
+        for (const at of [0, 1, 3, 7]) {
+            const view = whole.subarray(at, at + 64);
+            expect(loanHash(view)).toBe(hash64(view.slice()));
+        }
     });
 });

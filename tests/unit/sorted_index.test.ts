@@ -28,7 +28,7 @@ const TRICKY_KEYS = [
 ];
 
 function freshIndex(pageSize: number): { store: MemoryKvStore<IndexNode>; index: SortedIdIndex } {
-    const store = new MemoryKvStore<IndexNode>();
+    const store = new MemoryKvStore<IndexNode>(indexNodeCodec);
     return { store, index: new SortedIdIndex(store, { page_size: pageSize }) };
 }
 
@@ -49,7 +49,8 @@ function headerOf(store: MemoryKvStore<IndexNode>, indexKey: string): IndexHeade
 function pageSizes(store: MemoryKvStore<IndexNode>, indexKey: string): number[] {
     const header = headerOf(store, indexKey);
     if (header === undefined) return [];
-    return header.page_nos.map(
+    return Array.from(
+        header.page_nos,
         (no) => (store.peek(pageKey(indexKey, no)) as IndexPage | undefined)?.ids.length ?? -1
     );
 }
@@ -85,6 +86,29 @@ function expectLayout(
         expectedKeys += 1 + header.page_nos.length;
     }
     expect(store.size).toBe(expectedKeys);
+}
+
+/** A node in the format earlier builds stored (big-endian; `P` pages and `H` headers). */
+function legacyBytes(node: IndexNode): Uint8Array {
+    if (node.kind === 'page') {
+        const bytes = new Uint8Array(1 + 8 * node.ids.length);
+        const view = new DataView(bytes.buffer);
+        bytes[0] = 0x50;
+        node.ids.forEach((id, i) => view.setBigUint64(1 + 8 * i, id));
+        return bytes;
+    }
+    const n = node.page_nos.length;
+    const bytes = new Uint8Array(13 + 12 * n);
+    const view = new DataView(bytes.buffer);
+    bytes[0] = 0x48;
+    view.setUint32(1, node.count);
+    view.setUint32(5, node.next_page_no);
+    view.setUint32(9, n);
+    for (let i = 0; i < n; i++) {
+        view.setBigUint64(13 + 8 * i, node.page_mins[i]);
+        view.setUint32(13 + 8 * n + 4 * i, node.page_nos[i]);
+    }
+    return bytes;
 }
 
 /** Deterministic Fisher-Yates shuffle driven by a small LCG, so fast-check can shrink the seed. */
@@ -258,7 +282,7 @@ describe('SortedIdIndex', () => {
         expect(store.size).toBe(2);
         index.add('k', 45n);
         expect(pageSizes(store, 'k')).toEqual([4, 5]);
-        expect(headerOf(store, 'k')?.page_mins).toEqual([10n, 45n]);
+        expect([...headerOf(store, 'k')!.page_mins]).toEqual([10n, 45n]);
         expect(store.size).toBe(3);
         expect(index.page('k', null, 20).ids).toEqual([
             10n,
@@ -414,14 +438,14 @@ describe('SortedIdIndex', () => {
         index.add('k', 0n);
         expect(store.peek(pageKey('k', 0))).toEqual({
             kind: 'page',
-            ids: [0n, MAX_INDEXED_ID]
+            ids: BigUint64Array.of(0n, MAX_INDEXED_ID)
         });
         expect(index.page('k', 0n, 5)).toEqual({ ids: [MAX_INDEXED_ID], has_more: false });
         expect(index.page('k', MAX_INDEXED_ID, 5)).toEqual({ ids: [], has_more: false });
     });
 
     it('throws for a bad page_size, limit or id, which are caller bugs', () => {
-        const store = new MemoryKvStore<IndexNode>();
+        const store = new MemoryKvStore<IndexNode>(indexNodeCodec);
         for (const pageSize of [7, 4097, 8.5, NaN]) {
             expect(() => new SortedIdIndex(store, { page_size: pageSize })).toThrow(RangeError);
         }
@@ -437,28 +461,35 @@ describe('SortedIdIndex', () => {
         expect(store.size).toBe(0);
     });
 
-    it('keeps the model through the byte codec the canister stores nodes with', () => {
+    it('reads nodes written in the earlier big-endian format, alone or mixed with new ones', () => {
         fc.assert(
-            fc.property(fc.array(opArb, { maxLength: 200 }), (ops) => {
-                const json = freshIndex(8);
-                const store = new MemoryKvStore<IndexNode>(indexNodeCodec);
+            fc.property(fc.array(opArb, { maxLength: 200 }), fc.boolean(), (ops, mixed) => {
+                const reference = freshIndex(8);
+                let writes = 0;
+                const store = new MemoryKvStore<IndexNode>({
+                    toBytes: (node) =>
+                        !mixed || writes++ % 2 === 0
+                            ? legacyBytes(node)
+                            : indexNodeCodec.toBytes(node),
+                    fromBytes: indexNodeCodec.fromBytes
+                });
                 const index = new SortedIdIndex(store, { page_size: 8 });
                 for (const op of ops) {
+                    const ref = reference.index;
                     if (op.op === 'add')
-                        expect(index.add(op.key, op.id)).toBe(json.index.add(op.key, op.id));
+                        expect(index.add(op.key, op.id)).toBe(ref.add(op.key, op.id));
                     else if (op.op === 'remove')
-                        expect(index.remove(op.key, op.id)).toBe(json.index.remove(op.key, op.id));
+                        expect(index.remove(op.key, op.id)).toBe(ref.remove(op.key, op.id));
                     else if (op.op === 'has')
-                        expect(index.has(op.key, op.id)).toBe(json.index.has(op.key, op.id));
-                    else if (op.op === 'count')
-                        expect(index.count(op.key)).toBe(json.index.count(op.key));
+                        expect(index.has(op.key, op.id)).toBe(ref.has(op.key, op.id));
+                    else if (op.op === 'count') expect(index.count(op.key)).toBe(ref.count(op.key));
                     else
                         expect(index.page(op.key, op.after, op.limit)).toEqual(
-                            json.index.page(op.key, op.after, op.limit)
+                            ref.page(op.key, op.after, op.limit)
                         );
                 }
-                for (const key of json.store.keys())
-                    expect(store.peek(key)).toEqual(json.store.peek(key));
+                for (const key of reference.store.keys())
+                    expect(store.peek(key)).toEqual(reference.store.peek(key));
             }),
             { numRuns: 200 }
         );
@@ -469,14 +500,25 @@ describe('SortedIdIndex', () => {
             kind: 'header',
             count: 300,
             next_page_no: 40,
-            page_mins: [0n, MAX_INDEXED_ID],
-            page_nos: [0, 39]
+            page_mins: BigUint64Array.of(0n, MAX_INDEXED_ID),
+            page_nos: Uint32Array.of(0, 39)
         };
-        expect(indexNodeCodec.toBytes(header).length).toBe(13 + 2 * 12);
+        expect(indexNodeCodec.toBytes(header).length).toBe(16 + 2 * 12);
         expect(indexNodeCodec.fromBytes(indexNodeCodec.toBytes(header))).toEqual(header);
-        const page: IndexPage = { kind: 'page', ids: [1n, 36n, MAX_INDEXED_ID] };
-        expect(indexNodeCodec.toBytes(page).length).toBe(1 + 3 * 8);
-        expect(indexNodeCodec.fromBytes(indexNodeCodec.toBytes(page))).toEqual(page);
+        const page: IndexPage = { kind: 'page', ids: BigUint64Array.of(1n, 36n, MAX_INDEXED_ID) };
+        const bytes = indexNodeCodec.toBytes(page);
+        expect(bytes.length).toBe(8 + 3 * 8);
+        expect(indexNodeCodec.fromBytes(bytes)).toEqual(page);
+        // Decoding copies: changing the decoded ids leaves the bytes as they were.
+        const decoded = indexNodeCodec.fromBytes(bytes) as IndexPage;
+        decoded.ids[0] = 2n;
+        expect(indexNodeCodec.fromBytes(bytes)).toEqual(page);
+        // A page at an odd offset of a larger buffer (as a store may hand it out) decodes too.
+        const shifted = new Uint8Array(bytes.length + 3);
+        shifted.set(bytes, 3);
+        expect(indexNodeCodec.fromBytes(shifted.subarray(3))).toEqual(page);
+        expect(indexNodeCodec.fromBytes(legacyBytes(page))).toEqual(page);
+        expect(indexNodeCodec.fromBytes(legacyBytes(header))).toEqual(header);
         expect(() => indexNodeCodec.fromBytes(new Uint8Array([0x58, 1, 2]))).toThrow();
         expect(() =>
             indexNodeCodec.fromBytes(indexNodeCodec.toBytes(header).slice(0, 20))
