@@ -2,6 +2,12 @@
  * The factory's inter-canister calls: the management canister, the Cycles Minting Canister, the
  * data shards and the router. Each returns a `Result` instead of throwing, so callers handle a
  * rejected call as a value.
+ *
+ * The frequent calls (shard methods, `canister_status`, the routing-table push) go out raw, with
+ * arguments and replies encoded and decoded by hand (`src/shared/factory_codec.ts`,
+ * `shard_reply_codec.ts`): Azle's generic Candid costs 10–60 M instructions per message in the
+ * canister's JS engine, mostly for the error type's table. A reply the hand decoder does not take
+ * goes through `IDL.decode`, so every valid reply is read as before.
  */
 import { call, canisterSelf, IDL, Principal } from 'azle';
 import {
@@ -18,7 +24,15 @@ import {
 
 import { Infer, nat, opt, principal, record, text, variant, vec } from '../shared/candid';
 import { MethodSig, SHARD_METHODS, ShardInit, ShardMethod } from '../shared/shard_api';
-import { ApiError, Result, RoutingTable, UnitResult } from '../shared/types';
+import {
+    MessageCodec,
+    natFieldsOfRecord,
+    NO_ARGS,
+    routingTableMessage,
+    UNIT_OK
+} from '../shared/factory_codec';
+import { decodeShardMetricsReply } from '../shared/shard_reply_codec';
+import { ApiError, Result, RoutingTable, ShardMetrics, UnitResult } from '../shared/types';
 
 const MANAGEMENT = 'aaaaa-aa';
 
@@ -188,22 +202,33 @@ export function installShard(
     });
 }
 
-/** A controller's view of a canister: cycles and memory. */
+/** `canister_status`'s argument, encoded by hand (built on first use). */
+let statusArgs: MessageCodec<[{ canister_id: Principal }]> | null = null;
+
+/**
+ * A controller's view of a canister: cycles and memory. The reply (a record of ~30 fields) is read
+ * for its two `nat` fields by hand (`natFieldsOfRecord`), else with `IDL.decode`.
+ */
 export function canisterStatus(
     target: Principal
 ): Promise<Result<{ cycles: bigint; memory_size: bigint }>> {
-    return guarded(MANAGEMENT, async () => {
-        const status = await call<unknown[], { cycles: bigint; memory_size: bigint }>(
-            MANAGEMENT,
-            'canister_status',
-            {
-                paramIdlTypes: [canister_status_args],
-                returnIdlType: canister_status_result,
-                args: [{ canister_id: target }]
+    statusArgs ??= MessageCodec.of([canister_status_args]);
+    return callRaw(
+        MANAGEMENT,
+        'canister_status',
+        statusArgs.encode([{ canister_id: target }]),
+        (reply) => {
+            const hand = natFieldsOfRecord(reply, ['cycles', 'memory_size']);
+            if (hand !== undefined) {
+                return { Ok: { cycles: hand.cycles, memory_size: hand.memory_size } };
             }
-        );
-        return { cycles: status.cycles, memory_size: status.memory_size };
-    });
+            const status = IDL.decode([canister_status_result], reply)[0] as unknown as {
+                cycles: bigint;
+                memory_size: bigint;
+            };
+            return { Ok: { cycles: status.cycles, memory_size: status.memory_size } };
+        }
+    );
 }
 
 export function depositCycles(target: Principal, cycles: bigint): Promise<Result<null>> {
@@ -217,36 +242,89 @@ export function depositCycles(target: Principal, cycles: bigint): Promise<Result
     });
 }
 
+interface ShardCodecs {
+    args: MessageCodec<unknown[]>;
+    ret: MessageCodec<[unknown]>;
+}
+
+/** Hand codecs of a shard method's arguments and reply, built on first use (~30 M each). */
+const shardCodecs = new Map<string, ShardCodecs>();
+
+function codecsOf(method: ShardMethod, opaque: IDL.Type | null): ShardCodecs {
+    const key = opaque === null ? method : `${method}/opaque`;
+    let codecs = shardCodecs.get(key);
+    if (codecs === undefined) {
+        const sig: MethodSig = SHARD_METHODS[method];
+        codecs = { args: MessageCodec.of(sig.args), ret: MessageCodec.of([sig.ret], opaque) };
+        shardCodecs.set(key, codecs);
+    }
+    return codecs;
+}
+
 /**
- * Calls a data shard method with the types of `SHARD_METHODS`. A rejected call and the shard's own
+ * Calls a data shard method with the types of `SHARD_METHODS`, arguments and reply encoded and
+ * decoded by hand (`MessageCodec`; a reply in another encoding goes through `IDL.decode`). With
+ * `opaque` (e.g. `Loan`), values of that type in the reply come back as `OpaqueValue`s (their
+ * bytes, to pass on to another shard unread) when read by hand. A rejected call and the shard's own
  * `Err` both come back as `{ Err }`.
  */
-export async function callShard<T>(
+export function callShard<T>(
     shard: Principal | string,
     method: ShardMethod,
-    args: unknown[]
+    args: unknown[],
+    opaque: IDL.Type | null = null
 ): Promise<Result<T>> {
-    const sig: MethodSig = SHARD_METHODS[method];
+    const codecs = codecsOf(method, opaque);
+    return callRaw(shard, method, codecs.args.encode(args), (reply) => {
+        const hand = codecs.ret.decode(reply);
+        if (hand !== undefined) return hand[0] as Result<T>;
+        return IDL.decode([SHARD_METHODS[method].ret], reply)[0] as unknown as Result<T>;
+    });
+}
+
+/**
+ * Calls `method` with its argument already Candid-encoded and reads the reply with `decode`; a
+ * rejected call, and a reply `decode` refuses (it throws), come back as `{ Err }`.
+ */
+async function callRaw<T>(
+    callee: Principal | string,
+    method: string,
+    arg: Uint8Array,
+    decode: (reply: Uint8Array) => Result<T>
+): Promise<Result<T>> {
     try {
-        return await call<unknown[], Result<T>>(shard, method, {
-            paramIdlTypes: sig.args,
-            returnIdlType: sig.ret,
-            args
-        });
+        const reply = await call<Uint8Array, Uint8Array>(callee, method, { raw: true, args: arg });
+        return decode(reply);
     } catch (error) {
-        return callFailed(shard, error);
+        return callFailed(callee, error);
     }
 }
 
-/** Pushes the routing table to the router (`update_routing_table(RoutingTable) -> Result`). */
-export async function pushRoutingTable(router: string, table: RoutingTable): Promise<Result<null>> {
-    try {
-        return await call<unknown[], Result<null>>(router, 'update_routing_table', {
-            paramIdlTypes: [RoutingTable],
-            returnIdlType: UnitResult,
-            args: [table]
-        });
-    } catch (error) {
-        return callFailed(router, error);
-    }
+/** A shard's metrics (`get_shard_metrics`), the reply decoded by hand (`shard_reply_codec`). */
+export function shardMetrics(shard: Principal | string): Promise<Result<ShardMetrics>> {
+    return callRaw(shard, 'get_shard_metrics', NO_ARGS, decodeShardMetricsReply);
+}
+
+function decodeUnitResult(reply: Uint8Array): Result<null> {
+    if (sameBytes(reply, UNIT_OK)) return { Ok: null };
+    return IDL.decode([UnitResult], reply)[0] as unknown as Result<null>;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+    if (a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+    return true;
+}
+
+/**
+ * Pushes the routing table to the router (`update_routing_table(RoutingTable) -> Result`), the
+ * argument encoded by hand (`routingTableMessage`).
+ */
+export function pushRoutingTable(router: string, table: RoutingTable): Promise<Result<null>> {
+    return callRaw(
+        router,
+        'update_routing_table',
+        routingTableMessage.encode([table]),
+        decodeUnitResult
+    );
 }

@@ -13,6 +13,8 @@ import {
     IDL,
     init,
     isController,
+    msgArgData,
+    msgReply,
     msgCaller,
     postUpgrade,
     Principal,
@@ -31,6 +33,17 @@ import {
     ScalingAdvice,
     validateFactoryConfig
 } from '../shared/factory_api';
+import {
+    allShardsReply,
+    decodeTextArg,
+    migrationReply,
+    routingTableMessage,
+    scalabilityMetricsReply,
+    scalingAdviceReply,
+    shardInfoReply,
+    UNIT_OK,
+    unitResultMessage
+} from '../shared/factory_codec';
 import { slotOf } from '../shared/hash';
 import {
     DEFAULT_PAGE_SIZE,
@@ -52,7 +65,6 @@ import {
 } from '../shared/migration';
 import { planLoanRebalance, slotLoadsFromCounts } from '../shared/rebalance';
 import { scalingRecommendations } from '../shared/scaling_policy';
-import { slotCounts } from '../shared/slot_map';
 import { Result, RoutingTable, ScalabilityConfig, ShardInfo, UnitResult } from '../shared/types';
 import { VERSION } from '../shared/version';
 import { callShard, clearChunkStore, pushRoutingTable, uploadChunk } from './ic';
@@ -70,6 +82,9 @@ import { beginMigration, currentMigration, kickMigration } from './migrator';
 import {
     allShardInfos,
     allShards,
+    currentEpoch,
+    currentSlotCounts,
+    hasSlotMap,
     loadMap,
     nowMs,
     log,
@@ -85,6 +100,7 @@ import {
     getConfig,
     getCounters,
     getPendingChunks,
+    getSlotRanges,
     getWasm,
     migrations,
     regions,
@@ -96,6 +112,7 @@ import {
     setRouter,
     setWasm,
     shards,
+    warmStore,
     wasmChunks
 } from './store';
 import { describeValue, invalidInput } from '../shared/errors';
@@ -163,6 +180,14 @@ function armWatchdog(): void {
     });
 }
 
+/** `get_migration`'s answer for `id`. */
+function migrationOf(id: string): Result<MigrationInfo> {
+    if (id.length > 32) return invalid('id', 'at most 32 characters');
+    const state = migrations.get(id);
+    if (state === undefined) return { Err: { NotFound: { what: 'migration', id } } };
+    return { Ok: migrationInfo(state) };
+}
+
 function migrationInfo(state: MigrationState): MigrationInfo {
     const pairs = new Map<string, { from: number; to: number; slots: number }>();
     for (const span of state.spans) {
@@ -202,6 +227,7 @@ export default class {
         addAdmins(arg);
         armTimers();
         armWatchdog();
+        warmStore();
     }
 
     /** Re-arms the timers (they do not survive upgrades) and resumes a migration in flight. */
@@ -213,6 +239,7 @@ export default class {
         releaseLease('upgrade');
         armTimers();
         armWatchdog();
+        warmStore();
         if (currentMigration() !== null) kickMigration(0);
     }
 
@@ -304,29 +331,27 @@ export default class {
     }
 
     /** The active, writable shard with the fewest loans (or NotFound). Query; anyone. */
-    @query([], Result(ShardInfo))
-    get_active_shard(): Result<ShardInfo> {
-        const candidates = allShardInfos().filter((s) => s.is_active && !s.is_read_only);
-        if (candidates.length === 0) return { Err: { NotFound: { what: 'shard', id: 'active' } } };
-        candidates.sort((a, b) => Number(a.loan_count - b.loan_count) || a.shard_id - b.shard_id);
-        return { Ok: candidates[0] };
+    @query([], Result(ShardInfo), { manual: true })
+    get_active_shard(): void {
+        msgReply(shardInfoReply.encode([activeShard()]));
     }
 
     /** Every registered shard with its latest metrics and slot count. Query; anyone. */
-    @query([], vec(ShardInfo))
-    get_all_shards(): ShardInfo[] {
-        return allShardInfos();
+    @query([], vec(ShardInfo), { manual: true })
+    get_all_shards(): void {
+        msgReply(allShardsReply.encode([allShardInfos()]));
     }
 
     /** The shard owning `user`'s slot in the current routing table. Query; anyone. */
     @query([principal], Result(ShardInfo))
     get_shard_for_loan(user: Principal): Result<ShardInfo> {
-        const map = loadMap();
-        if (map === null) return { Err: { NotFound: { what: 'routing table', id: '' } } };
-        const owner = map.owners[slotOf(user.toUint8Array())];
-        const record = shards.get(owner);
+        const stored = getSlotRanges();
+        if (stored === null) return { Err: { NotFound: { what: 'routing table', id: '' } } };
+        const slot = slotOf(user.toUint8Array());
+        const owner = stored.ranges.find((r) => r.start <= slot && slot <= r.end)?.shard_id;
+        const record = owner === undefined ? undefined : shards.get(owner);
         if (record === undefined) return { Err: { NotFound: { what: 'shard', id: `${owner}` } } };
-        return { Ok: shardInfo(record, slotCounts(map).get(owner) ?? 0) };
+        return { Ok: shardInfo(record, currentSlotCounts().get(record.shard_id) ?? 0) };
     }
 
     /** Makes a shard refuse writes (`set_read_only(true)`) and records it. Update; admins only. */
@@ -346,40 +371,15 @@ export default class {
     }
 
     /** The routing table: slot ranges, epoch and shard addresses. Query; anyone. */
-    @query([], RoutingTable)
-    get_routing_table(): RoutingTable {
-        return routingTable();
+    @query([], RoutingTable, { manual: true })
+    get_routing_table(): void {
+        msgReply(routingTableMessage.encode([routingTable()]));
     }
 
     /** System totals from the registry's latest shard metrics. Query; anyone. */
-    @query([], ScalabilityMetrics)
-    get_scalability_metrics(): ScalabilityMetrics {
-        const all = allShards();
-        const metrics = all.map((r) => r.metrics);
-        const percentages = metrics.map((m) => m?.storage_percentage ?? 0);
-        const counters = getCounters();
-        const running = currentMigration();
-        return {
-            total_shards: all.length,
-            active_shards: all.filter((r) => r.is_active).length,
-            read_only_shards: all.filter((r) => r.is_read_only).length,
-            total_loans: metrics.reduce((sum, m) => sum + (m?.loan_count ?? 0n), 0n),
-            total_storage_used_bytes: metrics.reduce(
-                (sum, m) => sum + (m?.storage_used_bytes ?? 0n),
-                0n
-            ),
-            avg_storage_percentage:
-                percentages.length === 0
-                    ? 0
-                    : percentages.reduce((a, b) => a + b, 0) / percentages.length,
-            max_storage_percentage: percentages.reduce((a, b) => Math.max(a, b), 0),
-            routing_epoch: loadMap()?.epoch ?? 0n,
-            migration_in_flight: running === null ? [] : [running.id],
-            scale_outs: counters.scale_outs,
-            last_scaling_check: counters.last_scaling_check,
-            auto_scaling_enabled: getConfig().auto_scaling_enabled,
-            wasm_committed: getWasm() !== null
-        };
+    @query([], ScalabilityMetrics, { manual: true })
+    get_scalability_metrics(): void {
+        msgReply(scalabilityMetricsReply.encode([scalabilityMetrics()]));
     }
 
     /** The current configuration. Query; anyone. */
@@ -404,26 +404,17 @@ export default class {
     }
 
     /** Per-shard advice from the latest metrics (ScaleOutNow, Rebalance, …). Query; anyone. */
-    @query([], vec(ScalingAdvice))
-    get_scaling_recommendations(): ScalingAdvice[] {
-        const loads = allShards()
-            .filter((r) => r.installed)
-            .map(shardLoadOf);
-        const now_ms = nowMs();
-        return scalingRecommendations({ shards: loads, config: getConfig(), now_ms }).map((r) => ({
-            shard_id: r.shard_id,
-            kind: r.kind,
-            reason: r.reason,
-            eta_ms: r.eta_ms === undefined ? [] : [BigInt(Math.round(r.eta_ms))]
-        }));
+    @query([], vec(ScalingAdvice), { manual: true })
+    get_scaling_recommendations(): void {
+        msgReply(scalingAdviceReply.encode([scalingAdvice()]));
     }
 
     /** Runs one auto-scaling round now (as the timer does). Update; admins only. */
-    @update([], UnitResult)
-    async run_scaling_check(): Promise<UnitResult> {
-        if (!isAdmin(msgCaller())) return NOT_AUTHORIZED;
+    @update([], UnitResult, { manual: true })
+    async run_scaling_check(): Promise<void> {
+        if (!isAdmin(msgCaller())) return msgReply(unitResultMessage.encode([NOT_AUTHORIZED]));
         await scalingRound();
-        return { Ok: null };
+        msgReply(UNIT_OK);
     }
 
     // ---- Migration ----------------------------------------------------------------------------
@@ -442,7 +433,7 @@ export default class {
                 .filter((r) => r.installed)
                 .map((r) => r.shard_id)
         );
-        const sourceSlots = map === null ? 0 : (slotCounts(map).get(source) ?? 0);
+        const sourceSlots = currentSlotCounts().get(source) ?? 0;
         const bad = validateMigrationRequest({ source, target, percentage, known, sourceSlots });
         if (bad !== null) return invalid(bad.field, bad.reason);
         if (map === null) return invalid('source', 'no routing table yet');
@@ -456,12 +447,11 @@ export default class {
     }
 
     /** A migration's progress. Query; anyone. */
-    @query([text], Result(MigrationInfo))
-    get_migration(id: string): Result<MigrationInfo> {
-        if (id.length > 32) return invalid('id', 'at most 32 characters');
-        const state = migrations.get(id);
-        if (state === undefined) return { Err: { NotFound: { what: 'migration', id } } };
-        return { Ok: migrationInfo(state) };
+    @query([text], Result(MigrationInfo), { manual: true })
+    get_migration(): void {
+        const arg = msgArgData();
+        const id = decodeTextArg(arg) ?? (IDL.decode([text], arg)[0] as unknown as string);
+        msgReply(migrationReply.encode([migrationOf(id)]));
     }
 
     /**
@@ -600,7 +590,7 @@ export default class {
             callShard<null>(r.canister_id, 'set_router', [router])
         );
         const failed = installed.filter((_, i) => 'Err' in results[i]).map((r) => r.shard_id);
-        if (loadMap() !== null) {
+        if (hasSlotMap()) {
             const pushed = await pushRoutingTable(router.toText(), routingTable());
             if ('Err' in pushed) log(caller, 'router_push_failed', jsonOf(pushed.Err));
         }
@@ -687,9 +677,61 @@ export default class {
     }
 }
 
+/** The active, writable shard with the fewest loans (or NotFound). */
+function activeShard(): Result<ShardInfo> {
+    const candidates = allShardInfos().filter((s) => s.is_active && !s.is_read_only);
+    if (candidates.length === 0) return { Err: { NotFound: { what: 'shard', id: 'active' } } };
+    candidates.sort((a, b) => Number(a.loan_count - b.loan_count) || a.shard_id - b.shard_id);
+    return { Ok: candidates[0] };
+}
+
+/** Per-shard advice from the latest metrics. */
+function scalingAdvice(): ScalingAdvice[] {
+    const loads = allShards()
+        .filter((r) => r.installed)
+        .map(shardLoadOf);
+    const now_ms = nowMs();
+    return scalingRecommendations({ shards: loads, config: getConfig(), now_ms }).map((r) => ({
+        shard_id: r.shard_id,
+        kind: r.kind,
+        reason: r.reason,
+        eta_ms: r.eta_ms === undefined ? [] : [BigInt(Math.round(r.eta_ms))]
+    }));
+}
+
+/** System totals from the registry's latest shard metrics (the heap copy: no stable reads). */
+function scalabilityMetrics(): ScalabilityMetrics {
+    const all = allShards();
+    const metrics = all.map((r) => r.metrics);
+    const percentages = metrics.map((m) => m?.storage_percentage ?? 0);
+    const counters = getCounters();
+    const running = currentMigration();
+    return {
+        total_shards: all.length,
+        active_shards: all.filter((r) => r.is_active).length,
+        read_only_shards: all.filter((r) => r.is_read_only).length,
+        total_loans: metrics.reduce((sum, m) => sum + (m?.loan_count ?? 0n), 0n),
+        total_storage_used_bytes: metrics.reduce(
+            (sum, m) => sum + (m?.storage_used_bytes ?? 0n),
+            0n
+        ),
+        avg_storage_percentage:
+            percentages.length === 0
+                ? 0
+                : percentages.reduce((a, b) => a + b, 0) / percentages.length,
+        max_storage_percentage: percentages.reduce((a, b) => Math.max(a, b), 0),
+        routing_epoch: currentEpoch(),
+        migration_in_flight: running === null ? [] : [running.id],
+        scale_outs: counters.scale_outs,
+        last_scaling_check: counters.last_scaling_check,
+        auto_scaling_enabled: getConfig().auto_scaling_enabled,
+        wasm_committed: getWasm() !== null
+    };
+}
+
 function addAdmins(arg: [] | [FactoryInit]): void {
     const given = arg[0]?.admins ?? [];
-    const admins = getAdmins();
+    const admins = [...getAdmins()];
     for (const admin of given.slice(0, MAX_ADMINS)) {
         if (admin.isAnonymous() || admins.includes(admin.toText())) continue;
         if (admins.length >= MAX_ADMINS) break;

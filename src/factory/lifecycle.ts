@@ -10,7 +10,7 @@ import { decideScaling, finishScaleOut, scaleOutRegion, ShardLoad } from '../sha
 import type { SlotCount } from '../shared/rebalance';
 import { MAX_SLOT_COUNT_PAGE, ShardInit, SlotCountPage } from '../shared/shard_api';
 import { addShard } from '../shared/slot_map';
-import type { ApiError, Result, ShardInfo, ShardMetrics } from '../shared/types';
+import type { ApiError, Result, ShardInfo } from '../shared/types';
 import {
     callShard,
     canisterStatus,
@@ -19,11 +19,14 @@ import {
     depositCycles,
     installShard,
     pushRoutingTable,
+    shardMetrics,
     uploadChunk
 } from './ic';
 import { beginMigration, currentMigration } from './migrator';
 import {
     allShards,
+    currentEpoch,
+    hasSlotMap,
     loadMap,
     log,
     nowMs,
@@ -91,7 +94,7 @@ export function creationBlocked(now_ms: number): { Err: ApiError } | null {
             Err: { CapacityExceeded: { resource: 'shards', limit: BigInt(getConfig().max_shards) } }
         };
     }
-    if (loadMap() !== null && currentMigration() !== null) {
+    if (hasSlotMap() && currentMigration() !== null) {
         return busy(`migration ${currentMigration()?.id} is in flight`);
     }
     return null;
@@ -165,14 +168,14 @@ async function createShardLocked(region: string, caller: Principal): Promise<Res
         shards.insert(shard_id, record);
     }
     const shard_id = record.shard_id;
-    const first = loadMap() === null;
+    const first = !hasSlotMap();
     const router = getRouter();
     const init: ShardInit = {
         shard_id,
         factory: self,
         router: router === null ? [] : [Principal.fromText(router)],
         slots: first ? [{ start: 0, end: SLOT_COUNT - 1, shard_id }] : [],
-        epoch: first ? 1n : (loadMap()?.epoch ?? 1n),
+        epoch: first ? 1n : currentEpoch(),
         max_loans: config.max_loans_per_shard,
         storage_capacity_bytes: config.shard_storage_capacity_bytes
     };
@@ -307,7 +310,7 @@ export async function fetchSlotCounts(
 export async function refreshMetrics(): Promise<ShardRecord[]> {
     const installed = allShards().filter((r) => r.installed);
     const results = await inGroups(installed, MAX_COMPOSITE_FANOUT, (r) =>
-        callShard<ShardMetrics>(r.canister_id, 'get_shard_metrics', [])
+        shardMetrics(r.canister_id)
     );
     const out: ShardRecord[] = [];
     installed.forEach((r, i) => {

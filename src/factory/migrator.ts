@@ -23,22 +23,25 @@ import {
 } from '../shared/migration';
 import { finishScaleOut } from '../shared/scaling_policy';
 import type { ExportBatch, ImportResult, SpanChecksum } from '../shared/shard_api';
-import { assignSlots } from '../shared/slot_map';
-import type { ApiError, Loan, Result } from '../shared/types';
+import { assignSpan, fromRanges } from '../shared/slot_map';
+import { Loan, type ApiError, type Result } from '../shared/types';
+import type { OpaqueValue } from '../shared/factory_codec';
 import { callShard, pushRoutingTable } from './ic';
-import { loadMap, log, nowMs, routingTable, saveMap } from './registry';
+import { currentEpoch, log, nowMs, routingTable } from './registry';
 import {
     getConfig,
     getCounters,
     getCurrentMigration,
     getRouter,
     getScalingState,
+    getSlotRanges,
     leaseHeld,
     migrations,
     releaseLease,
     setCounters,
     setCurrentMigration,
     setScalingState,
+    setSlotRanges,
     shards,
     takeLease
 } from './store';
@@ -175,7 +178,7 @@ async function perform(action: MigrationAction, state: MigrationState): Promise<
     const from = canisterOf(span.from);
     const to = canisterOf(span.to);
     if (from === null || to === null) return errorOutcome('a shard of the span is not registered');
-    const epoch = loadMap()?.epoch ?? 0n;
+    const epoch = currentEpoch();
     switch (action.kind) {
         case 'SetSlotState': {
             const target = action.shard === span.from ? from : to;
@@ -213,11 +216,17 @@ async function copyBatch(
     from: string,
     to: string
 ): Promise<StepOutcome> {
-    const exported = await callShard<ExportBatch>(from, 'export_slot_batch', [
-        spanArg(span),
-        cursor === null ? [] : [{ slot: cursor.slot, seq: BigInt(cursor.seq) }],
-        MIGRATION_BATCH_LOANS
-    ]);
+    // The loans pass through as the bytes the source wrote (`OpaqueValue`), unread.
+    const exported = await callShard<PassedBatch>(
+        from,
+        'export_slot_batch',
+        [
+            spanArg(span),
+            cursor === null ? [] : [{ slot: cursor.slot, seq: BigInt(cursor.seq) }],
+            MIGRATION_BATCH_LOANS
+        ],
+        Loan
+    );
     if ('Err' in exported) return errorOutcome(describe(exported.Err));
     const batch = exported.Ok;
     // A slot that never handed out an id has next_seq 1, which the target starts with anyway.
@@ -234,9 +243,12 @@ async function copyBatch(
     };
 }
 
+/** An export batch whose loans are passed on unread (or decoded, from another encoding). */
+type PassedBatch = Omit<ExportBatch, 'loans'> & { loans: (Loan | OpaqueValue)[] };
+
 function importInto(
     to: string,
-    loans: Loan[],
+    loans: (Loan | OpaqueValue)[],
     slot_seqs: { slot: number; next_seq: bigint }[]
 ): Promise<Result<ImportResult>> {
     return callShard<ImportResult>(to, 'import_loans', [loans, slot_seqs]);
@@ -273,14 +285,15 @@ async function verify(span: SpanMove, from: string, to: string): Promise<StepOut
 
 /** Gives the span to its target in the slot map (epoch + 1) and tells the router. */
 async function flip(span: SpanMove): Promise<StepOutcome> {
-    const map = loadMap();
-    if (map === null) return errorOutcome('no slot map');
-    const slots: number[] = [];
-    for (let slot = span.start; slot <= span.end; slot++) slots.push(slot);
-    const change = assignSlots(map, slots, span.to);
+    const stored = getSlotRanges();
+    if (stored === null) return errorOutcome('no slot map');
+    const change = assignSpan(stored.epoch, stored.ranges, span.start, span.end, span.to);
     if (!change.ok) return errorOutcome(`slot map refused: ${change.error.kind}`);
-    if (change.value.moves.length === 0) return { kind: 'Applied' }; // flipped before a retry
-    saveMap(change.value.map);
+    if (change.value.moved === 0) return { kind: 'Applied' }; // flipped before a retry
+    // Every slot still owned exactly once (a cheap check on the ranges, native fills).
+    const valid = fromRanges(change.value.epoch, change.value.ranges);
+    if (!valid.ok) return errorOutcome(`slot map refused: ${valid.error.kind}`);
+    setSlotRanges(change.value.epoch, change.value.ranges);
     const router = getRouter();
     if (router !== null) {
         const pushed = await pushRoutingTable(router, routingTable());

@@ -4,7 +4,7 @@
  */
 import { Principal, time } from 'azle';
 
-import { fromRanges, SlotMap, slotCounts, toRanges } from '../shared/slot_map';
+import { fromRanges, SlotMap, toRanges } from '../shared/slot_map';
 import type { RoutingTable, ShardInfo, ShardMetrics } from '../shared/types';
 import { MAX_SHARDS } from '../shared/limits';
 import { appendAudit, getSlotRanges, setSlotRanges, ShardRecord, shards } from './store';
@@ -19,13 +19,31 @@ export function log(caller: Principal, action: string, detail: string): void {
     appendAudit(caller, action, detail, time());
 }
 
-/** The slot map, or null before the first shard. Corrupt stored ranges are a bug: trap. */
+/** The slot map built from the stored ranges it came from (the heap copy is immutable). */
+let mapMemo: { stored: object; map: SlotMap } | null = null;
+
+/**
+ * The slot map, or null before the first shard. Corrupt stored ranges are a bug: trap. Built once
+ * per stored table (16,384 owners); callers must not change it (slot_map functions copy).
+ */
 export function loadMap(): SlotMap | null {
     const stored = getSlotRanges();
     if (stored === null) return null;
+    if (mapMemo !== null && mapMemo.stored === stored) return mapMemo.map;
     const map = fromRanges(stored.epoch, stored.ranges);
     if (!map.ok) throw new Error(`stored slot map is invalid: ${JSON.stringify(map.error)}`);
+    mapMemo = { stored, map: map.value };
     return map.value;
+}
+
+/** Whether the first shard exists (it creates the slot map). */
+export function hasSlotMap(): boolean {
+    return getSlotRanges() !== null;
+}
+
+/** The routing epoch (0 before the first shard), without building the map. */
+export function currentEpoch(): bigint {
+    return getSlotRanges()?.epoch ?? 0n;
 }
 
 export function saveMap(map: SlotMap): void {
@@ -65,11 +83,25 @@ export function shardLoadOf(r: ShardRecord): ShardLoad {
     };
 }
 
+/** Principals whose text was parsed (`Principal.fromText` costs ~1 M instructions); bounded. */
+const MAX_PRINCIPALS = 1_024;
+const principals = new Map<string, Principal>();
+
+/** `Principal.fromText(text)`, remembered (principals are immutable). */
+export function principalOf(text: string): Principal {
+    const known = principals.get(text);
+    if (known !== undefined) return known;
+    const p = Principal.fromText(text);
+    if (principals.size >= MAX_PRINCIPALS) principals.clear();
+    principals.set(text, p);
+    return p;
+}
+
 export function shardInfo(record: ShardRecord, slots: number): ShardInfo {
     const metrics = record.metrics ?? emptyMetrics();
     return {
         shard_id: record.shard_id,
-        canister_id: Principal.fromText(record.canister_id),
+        canister_id: principalOf(record.canister_id),
         created_at: record.created_at,
         loan_count: metrics.loan_count,
         storage_used_bytes: metrics.storage_used_bytes,
@@ -84,10 +116,16 @@ export function shardInfo(record: ShardRecord, slots: number): ShardInfo {
     };
 }
 
-/** Slot counts per shard id in the current map (empty before the first shard). */
+/**
+ * Slot counts per shard id in the current map (empty before the first shard), summed over the
+ * stored ranges (a few dozen) rather than the 16,384 owners.
+ */
 export function currentSlotCounts(): Map<number, number> {
-    const map = loadMap();
-    return map === null ? new Map() : slotCounts(map);
+    const counts = new Map<number, number>();
+    for (const r of getSlotRanges()?.ranges ?? []) {
+        counts.set(r.shard_id, (counts.get(r.shard_id) ?? 0) + r.end - r.start + 1);
+    }
+    return counts;
 }
 
 /** Every shard's Candid view. */
@@ -106,7 +144,7 @@ export function routingTable(): RoutingTable {
             .filter((r) => r.installed)
             .map((r) => ({
                 shard_id: r.shard_id,
-                canister_id: Principal.fromText(r.canister_id),
+                canister_id: principalOf(r.canister_id),
                 region: r.region
             }))
     };

@@ -1,15 +1,28 @@
 /**
  * The factory's stable memory layout. Everything that must survive an upgrade lives here; memory
  * ids are fixed forever (they cannot be reclaimed), so a new map takes a new id.
+ *
+ * Values are JSON in the layout of Azle's default codec, written and read with `azleJson` (the
+ * same bytes, without the JavaScript UTF-8 polyfill that cost ~12 M instructions per shard record),
+ * except shard records, rewritten every scaling round: Candid (`shardRecordCodec`, which still
+ * reads the JSON records of earlier versions). The small maps every message reads (meta, shards,
+ * migrations) also keep a heap copy (`HeapMap`): loaded on first use, written through on every
+ * change. Values are immutable: callers replace them with `insert`, never change them in place. A
+ * trap rolls the heap back with stable memory and an upgrade empties it, so the copy never drifts;
+ * a query's loads are discarded with its heap, so `warmStore` loads in init and post-upgrade what
+ * the queries read.
  */
-import { Principal, StableBTreeMap } from 'azle';
+import { IDL, Principal, StableBTreeMap } from 'azle';
 
+import { bool, Infer, nat, nat32, nat64, opt, record, text } from '../shared/candid';
 import { DEFAULT_FACTORY_CONFIG } from '../shared/factory_api';
-import { MAX_AUDIT_LOG_ENTRIES } from '../shared/limits';
+import { MessageCodec } from '../shared/factory_codec';
+import { MAX_AUDIT_LOG_ENTRIES, MAX_SHARDS } from '../shared/limits';
+import { azleJson } from '../shared/stable_json';
 import { rawBytes, u32Key, u64Key } from '../shared/stable_keys';
 import type { MigrationState } from '../shared/migration';
 import { initialScalingState, ScalingState } from '../shared/scaling_policy';
-import type { ScalabilityConfig, ShardMetrics, SlotRange } from '../shared/types';
+import { ShardMetrics, type ScalabilityConfig, type SlotRange } from '../shared/types';
 
 /** A shard as the registry keeps it; `ShardInfo` is derived from it. */
 export interface ShardRecord {
@@ -64,12 +77,152 @@ export const MEMORY = {
     wasmChunks: 5
 } as const;
 
-const meta = new StableBTreeMap<string, unknown>(MEMORY.meta);
-export const shards = new StableBTreeMap<number, ShardRecord>(MEMORY.shards, u32Key);
-export const audit = new StableBTreeMap<bigint, StoredAuditEntry>(MEMORY.audit, u64Key);
-export const migrations = new StableBTreeMap<string, MigrationState>(MEMORY.migrations);
+/** Entries a `HeapMap` keeps in the heap at most (the factory's maps hold a few hundred). */
+const MAX_HEAP_ENTRIES = 1_024;
+
+/** How a `HeapMap` turns its values into bytes and back. */
+interface ValueCodec {
+    toBytes(value: unknown): Uint8Array;
+    fromBytes(bytes: Uint8Array): unknown;
+}
+
+/**
+ * A `StableBTreeMap` of value bytes with a heap copy of the entries read or written, and of the
+ * first page of values (`values(0, n)`, what `allShards` reads). Writes go to both; see the module
+ * comment. The stable map holds the encoded bytes itself (`rawBytes`), so an insert does not
+ * decode the value it replaces (Azle's `insert` returns the previous value, decoded).
+ */
+export class HeapMap<K extends number | string, V> {
+    private readonly memo = new Map<K, V | undefined>();
+    private page: { length: number; keys: K[]; values: V[] } | null = null;
+
+    constructor(
+        private readonly stable: StableBTreeMap<K, Uint8Array>,
+        private readonly codec: ValueCodec = azleJson
+    ) {}
+
+    get(key: K): V | undefined {
+        if (this.memo.has(key)) return this.memo.get(key);
+        const bytes = this.stable.get(key);
+        const value = bytes === undefined ? undefined : (this.codec.fromBytes(bytes) as V);
+        this.remember(key, value);
+        return value;
+    }
+
+    containsKey(key: K): boolean {
+        return this.get(key) !== undefined;
+    }
+
+    insert(key: K, value: V): void {
+        this.stable.insert(key, this.codec.toBytes(value));
+        this.remember(key, value);
+        // A changed entry of the page is replaced in it; a new key may belong in it: reload.
+        const at = this.page === null ? -1 : this.page.keys.indexOf(key);
+        if (at >= 0) this.page!.values[at] = value;
+        else this.page = null;
+    }
+
+    remove(key: K): void {
+        this.stable.remove(key);
+        this.remember(key, undefined);
+        this.page = null;
+    }
+
+    len(): number {
+        return this.stable.len();
+    }
+
+    keys(start: number, length: number): K[] {
+        return this.stable.keys(start, length);
+    }
+
+    /** Values in key order; the page from the first entry is kept until the next write. */
+    values(start: number, length: number): V[] {
+        if (start !== 0) return this.stable.values(start, length).map((b) => this.decode(b));
+        if (this.page === null || this.page.length !== length) {
+            const items = this.stable.items(0, length);
+            this.page = {
+                length,
+                keys: items.map(([k]) => k),
+                values: items.map(([, b]) => this.decode(b))
+            };
+        }
+        return this.page.values.slice();
+    }
+
+    private decode(bytes: Uint8Array): V {
+        return this.codec.fromBytes(bytes) as V;
+    }
+
+    private remember(key: K, value: V | undefined): void {
+        if (!this.memo.has(key) && this.memo.size >= MAX_HEAP_ENTRIES) this.memo.clear();
+        this.memo.set(key, value);
+    }
+}
+
+/** A shard record as stored: Candid (`StoredShard`), in one definition with `ShardRecord`. */
+const StoredShard = record({
+    shard_id: nat32,
+    canister_id: text,
+    created_at: nat64,
+    region: text,
+    is_active: bool,
+    is_read_only: bool,
+    installed: bool,
+    subnet: opt(text),
+    memory_size_bytes: nat64,
+    cycles_balance: nat,
+    metrics: opt(ShardMetrics)
+});
+type StoredShard = Infer<typeof StoredShard>;
+
+const storedShardMessage = MessageCodec.of<[StoredShard]>([StoredShard]);
+const DIDL = [0x44, 0x49, 0x44, 0x4c];
+
+/**
+ * Shard records as Candid messages, written by hand (`MessageCodec`): the scaling round rewrites
+ * every record, and JSON text costs ~3.4 M instructions per record in the canister's JS engine (a
+ * byte loop for the UTF-8), Candid ~0.3 M. Records written as JSON by earlier versions (they start
+ * with `{`, never with `DIDL`) are still read.
+ */
+export const shardRecordCodec = {
+    toBytes(value: unknown): Uint8Array {
+        const r = value as ShardRecord;
+        return storedShardMessage.encode([
+            {
+                ...r,
+                subnet: r.subnet === undefined || r.subnet === null ? [] : [r.subnet],
+                metrics: r.metrics === null || r.metrics === undefined ? [] : [r.metrics]
+            }
+        ]);
+    },
+    fromBytes(bytes: Uint8Array): unknown {
+        if (!DIDL.every((b, i) => bytes[i] === b)) return azleJson.fromBytes(bytes);
+        const [stored] =
+            storedShardMessage.decode(bytes) ??
+            (IDL.decode([StoredShard], bytes) as unknown as [StoredShard]);
+        const record: ShardRecord = {
+            ...stored,
+            subnet: stored.subnet[0] ?? null,
+            metrics: stored.metrics[0] ?? null
+        };
+        return record;
+    }
+};
+
+const meta = new HeapMap<string, unknown>(
+    new StableBTreeMap<string, Uint8Array>(MEMORY.meta, azleJson, rawBytes)
+);
+export const shards = new HeapMap<number, ShardRecord>(
+    new StableBTreeMap<number, Uint8Array>(MEMORY.shards, u32Key, rawBytes),
+    shardRecordCodec
+);
+export const audit = new StableBTreeMap<bigint, StoredAuditEntry>(MEMORY.audit, u64Key, azleJson);
+export const migrations = new HeapMap<string, MigrationState>(
+    new StableBTreeMap<string, Uint8Array>(MEMORY.migrations, azleJson, rawBytes)
+);
 /** Region name → subnet id (text), for placement through the Cycles Minting Canister. */
-export const regions = new StableBTreeMap<string, string>(MEMORY.regions);
+export const regions = new StableBTreeMap<string, string>(MEMORY.regions, azleJson, azleJson);
 /**
  * The shard Wasm's chunk bytes by sha256 (hex), pending and committed: a shard on another subnet
  * cannot install from the factory's chunk store (it must be on the target's subnet), so the factory
@@ -77,7 +230,7 @@ export const regions = new StableBTreeMap<string, string>(MEMORY.regions);
  */
 export const wasmChunks = new StableBTreeMap<string, Uint8Array>(
     MEMORY.wasmChunks,
-    undefined,
+    azleJson,
     rawBytes
 );
 
@@ -223,4 +376,14 @@ export function appendAudit(caller: Principal, action: string, detail: string, n
         const oldest = audit.keys(0, 1)[0];
         if (oldest !== undefined) audit.remove(oldest);
     }
+}
+
+/** Loads into the heap what the queries read (init and post-upgrade: a query's loads are lost). */
+export function warmStore(): void {
+    getConfig();
+    getCounters();
+    getSlotRanges();
+    getWasm();
+    getCurrentMigration();
+    shards.values(0, MAX_SHARDS);
 }

@@ -298,7 +298,12 @@ export function isStalled(state: MigrationState): boolean {
  * @example planSpans([{slot: 0, from: 1, to: 2}, {slot: 1, from: 1, to: 2}]) // [{start: 0, end: 1, from: 1, to: 2}]
  */
 export function planSpans(moves: readonly SlotMove[], maxSpanSlots = MAX_SPAN_SLOTS): SpanMove[] {
-    const sorted = [...moves].sort((a, b) => a.slot - b.slot);
+    // Planners usually hand over moves in slot order already; a sort costs a JS call per comparison.
+    let ascending = true;
+    for (let i = 1; i < moves.length && ascending; i++) {
+        ascending = moves[i - 1].slot <= moves[i].slot;
+    }
+    const sorted = ascending ? moves : [...moves].sort((a, b) => a.slot - b.slot);
     const spans: SpanMove[] = [];
     for (const move of sorted) {
         const last = spans[spans.length - 1];

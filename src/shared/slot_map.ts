@@ -315,6 +315,59 @@ export function assignSlots(
 }
 
 /**
+ * `assignSlots` of the span `start..=end` on the compact form: the ranges after giving those slots
+ * to `toShard`, with the epoch bumped only when an owner changed, and how many slots moved. Works
+ * on the few ranges rather than the 16,384 owners (a migration's cutover runs it once per span).
+ * `ranges` must be valid (`fromRanges`); the result is in `toRanges` form (sorted, maximal runs).
+ *
+ * @example assignSpan(1n, [{ start: 0, end: 16383, shard_id: 1 }], 0, 9, 2) // epoch 2, 10 moved
+ */
+export function assignSpan(
+    epoch: bigint,
+    ranges: readonly SlotRange[],
+    start: number,
+    end: number,
+    toShard: number
+): SlotMapResult<{ epoch: bigint; ranges: SlotRange[]; moved: number }> {
+    if (!isShardId(toShard)) return err({ kind: 'InvalidShardId', shard_id: toShard });
+    if (!Number.isInteger(start) || start < 0 || start >= SLOT_COUNT) {
+        return err({ kind: 'InvalidSlot', index: 0 });
+    }
+    if (!Number.isInteger(end) || end < start || end >= SLOT_COUNT) {
+        return err({ kind: 'InvalidSlot', index: 1 });
+    }
+    const pieces: SlotRange[] = [];
+    let moved = 0;
+    for (const r of [...ranges].sort((a, b) => a.start - b.start)) {
+        if (r.end < start || r.start > end) {
+            pieces.push({ ...r });
+            continue;
+        }
+        if (r.start < start) pieces.push({ start: r.start, end: start - 1, shard_id: r.shard_id });
+        const from = Math.max(r.start, start);
+        const to = Math.min(r.end, end);
+        if (r.shard_id !== toShard) moved += to - from + 1;
+        pieces.push({ start: from, end: to, shard_id: toShard });
+        if (r.end > end) pieces.push({ start: end + 1, end: r.end, shard_id: r.shard_id });
+    }
+    const merged: SlotRange[] = [];
+    for (const piece of pieces) {
+        const last = merged[merged.length - 1];
+        if (
+            last !== undefined &&
+            last.shard_id === piece.shard_id &&
+            last.end + 1 === piece.start
+        ) {
+            last.end = piece.end;
+        } else {
+            merged.push(piece);
+        }
+    }
+    if (moved === 0) return ok({ epoch, ranges: merged, moved });
+    return ok({ epoch: epoch + 1n, ranges: merged, moved });
+}
+
+/**
  * The compact form: maximal runs of consecutive slots with one owner, ascending, inclusive ends.
  *
  * @example toRanges(createSlotMap([1, 2]).value) // [{start: 0, end: 8191, shard_id: 1}, {start: 8192, end: 16383, shard_id: 2}]

@@ -4,6 +4,7 @@ import { SLOT_COUNT, slotOf } from '../../src/shared/hash';
 import {
     addShard,
     assignSlots,
+    assignSpan,
     checkTransition,
     createSlotMap,
     fromRanges,
@@ -393,5 +394,58 @@ describe('slot map invariants under any sequence of adds and removes', () => {
             ),
             { numRuns: 40 }
         );
+    });
+});
+
+describe('assignSpan (a cutover on the compact form)', () => {
+    /** Maps of 1..6 shards with 0..8 earlier span moves, so ranges are fragmented. */
+    const mapArb = fc
+        .tuple(
+            fc.integer({ min: 1, max: 6 }),
+            fc.array(
+                fc.tuple(fc.nat(SLOT_COUNT - 1), fc.nat(2_000), fc.integer({ min: 1, max: 7 })),
+                { maxLength: 8 }
+            )
+        )
+        .map(([n, moves]) => {
+            let map = unwrap(createSlotMap(Array.from({ length: n }, (_, i) => i + 1)));
+            for (const [start, length, to] of moves) {
+                const slots: number[] = [];
+                for (let s = start; s <= Math.min(SLOT_COUNT - 1, start + length); s++)
+                    slots.push(s);
+                map = unwrap(assignSlots(map, slots, to)).map;
+            }
+            return map;
+        });
+
+    it('equals assignSlots over the span, in toRanges form', () => {
+        fc.assert(
+            fc.property(
+                mapArb,
+                fc.nat(SLOT_COUNT - 1),
+                fc.nat(1_500),
+                fc.integer({ min: 1, max: 8 }),
+                (map, start, length, to) => {
+                    const end = Math.min(SLOT_COUNT - 1, start + length);
+                    const slots: number[] = [];
+                    for (let s = start; s <= end; s++) slots.push(s);
+                    const expected = unwrap(assignSlots(map, slots, to));
+                    const got = unwrap(assignSpan(map.epoch, toRanges(map), start, end, to));
+                    expect(got.ranges).toEqual(toRanges(expected.map));
+                    expect(got.epoch).toBe(expected.map.epoch);
+                    expect(got.moved).toBe(expected.moves.length);
+                }
+            ),
+            { numRuns: 200 }
+        );
+    });
+
+    it('refuses bad spans and shard ids without changing anything', () => {
+        const ranges = toRanges(unwrap(createSlotMap([1, 2])));
+        expect(assignSpan(1n, ranges, 5, 4, 2).ok).toBe(false);
+        expect(assignSpan(1n, ranges, -1, 4, 2).ok).toBe(false);
+        expect(assignSpan(1n, ranges, 0, SLOT_COUNT, 2).ok).toBe(false);
+        expect(assignSpan(1n, ranges, 0, 4, -1).ok).toBe(false);
+        expect(ranges).toEqual(toRanges(unwrap(createSlotMap([1, 2]))));
     });
 });
