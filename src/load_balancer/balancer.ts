@@ -3,7 +3,6 @@
  * `choose` (src/shared/balancing.ts) for a pick with a reproducible random source, and runs the
  * health probes whose outcomes feed the breakers.
  */
-import { Principal } from 'azle';
 
 import { ALGORITHMS, AlgorithmName, choose } from '../shared/balancing';
 import { tagOf } from '../shared/candid';
@@ -12,16 +11,18 @@ import { MAX_REGION_LENGTH_CHARS } from '../shared/limits';
 import { MAX_BALANCER_SHARDS, type BalancerView } from '../shared/router_api';
 import { BalancerShard, randomSource, snapshotOf } from '../shared/router_plan';
 import { ownerOf, type SlotMap } from '../shared/slot_map';
-import type {
-    ApiError,
+import { OkReplyCodec, principalFromText, principalText } from '../shared/router_codec';
+import { decodeOkShardStatsReply } from '../shared/shard_reply_codec';
+import {
     LoadBalancerStats,
-    LoadBalancingAlgorithm,
-    RequestType,
-    RoutingTable,
-    ShardEndpoint,
-    ShardInfo
+    type ApiError,
+    type LoadBalancingAlgorithm,
+    type RequestType,
+    type RoutingTable,
+    type ShardEndpoint,
+    type ShardInfo
 } from '../shared/types';
-import { breakerOf, breakerStats, callShard, inFlightOf } from './edge';
+import { breakerOf, breakerStats, callShardRaw, inFlightOf } from './edge';
 import {
     flushStores,
     getBook,
@@ -39,14 +40,14 @@ const invalid = invalidInput;
 
 /** Every shard the balancer knows, in id order (bounded by MAX_BALANCER_SHARDS). */
 export function balancerShards(): BalancerShard[] {
-    return shards.values(0, MAX_BALANCER_SHARDS);
+    return shards.entries(MAX_BALANCER_SHARDS).map((entry) => entry[1]);
 }
 
 export function endpointOf(s: BalancerShard): ShardEndpoint {
     const breaker = breakerOf(s.shard_id).state;
     return {
         shard_id: s.shard_id,
-        canister_id: Principal.fromText(s.canister_id),
+        canister_id: principalFromText(s.canister_id),
         region: s.region,
         weight: s.weight,
         is_healthy: s.healthy,
@@ -145,13 +146,12 @@ export function removeShard(shard_id: number): Res<null> {
 export function adoptTableShards(table: RoutingTable): void {
     for (const address of table.shards.slice(0, MAX_BALANCER_SHARDS)) {
         const existing = shards.get(address.shard_id);
-        if (existing !== undefined && existing.canister_id === address.canister_id.toText()) {
-            continue;
-        }
+        const canister_id = principalText(address.canister_id);
+        if (existing !== undefined && existing.canister_id === canister_id) continue;
         if (existing === undefined && shards.len() >= BigInt(MAX_BALANCER_SHARDS)) return;
         shards.insert(address.shard_id, {
             shard_id: address.shard_id,
-            canister_id: address.canister_id.toText(),
+            canister_id,
             region: address.region,
             weight: existing?.weight ?? 1,
             healthy: true,
@@ -170,18 +170,19 @@ export function setAlgorithm(algorithm: LoadBalancingAlgorithm): void {
 }
 
 function perShard(): LoadBalancerStats['per_shard'] {
-    return shardCounters.items(0, MAX_BALANCER_SHARDS).map(([shard_id, c]) => ({
+    return shardCounters.entries(MAX_BALANCER_SHARDS).map(([shard_id, c]) => ({
         shard_id,
         requests: c.requests,
         failures: c.failures
     }));
 }
 
+/** Read from the heap copies (`CachedMap.entries`): no stable memory read, nothing flushed. */
 export function loadBalancerStats(): LoadBalancerStats {
     const book = getBook();
     const counters = getCounters();
     const ids = new Set<number>(balancerShards().map((s) => s.shard_id));
-    for (const [id] of shardCounters.items(0, MAX_BALANCER_SHARDS)) ids.add(id);
+    for (const [id] of shardCounters.entries(MAX_BALANCER_SHARDS)) ids.add(id);
     return {
         algorithm: { [book.algorithm]: null } as LoadBalancingAlgorithm,
         total_requests: counters.total_requests,
@@ -192,6 +193,25 @@ export function loadBalancerStats(): LoadBalancerStats {
         breakers: [...ids].sort((a, b) => a - b).map(breakerStats),
         routing_epoch: getRoutingTable()?.epoch ?? 0n
     };
+}
+
+const LB_STATS_CODEC = new OkReplyCodec<LoadBalancerStats>(LoadBalancerStats, {
+    algorithm: { RoundRobin: null },
+    total_requests: 0n,
+    failed_requests: 0n,
+    rejected_by_breaker: 0n,
+    breaker_transitions: 0n,
+    per_shard: [],
+    breakers: [],
+    routing_epoch: 0n
+});
+
+/**
+ * The reply of `get_load_balancer_stats`, encoded by hand: the operators poll it after every
+ * batch, and `IDL.encode` of this record costs about 90 M instructions in the canister.
+ */
+export function encodeLoadBalancerStatsReply(result: Res<LoadBalancerStats>): Uint8Array {
+    return LB_STATS_CODEC.encodeReply(result);
 }
 
 export function balancerView(): BalancerView {
@@ -221,11 +241,13 @@ export async function probeAll(): Promise<void> {
     const targets = balancerShards();
     await Promise.all(
         targets.map(async (s) => {
-            const reply = await callShard<unknown>(
+            const reply = await callShardRaw(
                 s.shard_id,
                 s.canister_id,
                 'get_shard_stats',
-                []
+                [],
+                true,
+                decodeOkShardStatsReply
             );
             const refused =
                 'Err' in reply &&
@@ -233,8 +255,10 @@ export async function probeAll(): Promise<void> {
                 reply.Err.ShardUnavailable.reason === 'circuit breaker open';
             if (refused) return;
             const current = shards.get(s.shard_id);
-            if (current === undefined) return;
-            shards.insert(s.shard_id, { ...current, healthy: !('Err' in reply) });
+            const healthy = !('Err' in reply);
+            // Written through only when it changes: most probes find the shard as it was.
+            if (current === undefined || current.healthy === healthy) return;
+            shards.insert(s.shard_id, { ...current, healthy });
         })
     );
 }

@@ -4,14 +4,12 @@
  * and feeds the real outcome and latency back into the breaker, the latency average and the
  * counters. The decisions themselves are `src/shared` functions.
  */
-import { call, IDL, msgReply, time } from 'azle';
+import { call, IDL, msgReply, Principal, time } from 'azle';
 
 import { updatePeakEwma } from '../shared/balancing';
 import {
     breakerMetrics,
     BreakerState,
-    decodeBreakerState,
-    encodeBreakerState,
     initialBreakerState,
     onResult,
     Transition,
@@ -20,7 +18,14 @@ import {
 import { SHARD_METHODS, ShardMethod, type ShardLoanPage } from '../shared/shard_api';
 import { isBreakerFailure, nsToMs } from '../shared/router_plan';
 import { concatBytes, encodeLoanValue, okLoanPrefix } from '../shared/loan_codec';
-import { decodeOkLoanPageReply, latin1, startsWithLatin1 } from '../shared/router_codec';
+import {
+    ArgsCodec,
+    decodeOkLoanPageReply,
+    ErrReplyCodec,
+    latin1,
+    principalFromText,
+    startsWithLatin1
+} from '../shared/router_codec';
 import { Loan, Result, type ApiError, type CircuitBreakerStats } from '../shared/types';
 import {
     breakers,
@@ -49,30 +54,12 @@ export function inFlightOf(shard_id: number): number {
 }
 
 /**
- * The last breaker state decoded or saved per shard with its text: reused while the stored text is
- * the same (states are never changed in place), so a call decodes no JSON. Heap only; bounded.
+ * The shard's breaker; a shard never seen starts Closed. Read from the heap copy of the breakers
+ * map (decoded states, `store.ts`), so a call decodes no JSON.
  */
-const decodedBreakers = new Map<number, { text: string; state: BreakerState }>();
-const MAX_DECODED_BREAKERS = 1_024;
-
-function rememberBreaker(shard_id: number, text: string, state: BreakerState): void {
-    if (!decodedBreakers.has(shard_id) && decodedBreakers.size >= MAX_DECODED_BREAKERS) {
-        decodedBreakers.clear();
-    }
-    decodedBreakers.set(shard_id, { text, state });
-}
-
-/** The shard's breaker; a shard never seen starts Closed. */
 export function breakerOf(shard_id: number): BreakerState {
-    const text = breakers.get(shard_id);
-    if (text === undefined) return initialBreakerState(nowMs());
-    const known = decodedBreakers.get(shard_id);
-    if (known !== undefined && known.text === text) return known.state;
-    const decoded = decodeBreakerState(text);
-    // Only this module writes the map, so a bad entry is a bug; start over rather than trap.
-    if (!('Ok' in decoded)) return initialBreakerState(nowMs());
-    rememberBreaker(shard_id, text, decoded.Ok);
-    return decoded.Ok;
+    // null: an entry that did not decode (a bug, only this module writes the map); start over.
+    return breakers.get(shard_id) ?? initialBreakerState(nowMs());
 }
 
 function countersOf(shard_id: number): ShardCounters {
@@ -92,13 +79,11 @@ function countersOf(shard_id: number): ShardCounters {
  * deferred to the next flush (`CachedMap.defer`).
  */
 function saveBreaker(shard_id: number, state: BreakerState, transitions: Transition[]): void {
-    const text = encodeBreakerState(state);
-    rememberBreaker(shard_id, text, state);
     if (transitions.length === 0) {
-        if (breakers.get(shard_id) !== text) breakers.defer(shard_id, text);
+        breakers.defer(shard_id, state);
         return;
     }
-    breakers.insert(shard_id, text);
+    breakers.insert(shard_id, state);
     const counters = countersOf(shard_id);
     shardCounters.insert(shard_id, {
         ...counters,
@@ -216,7 +201,7 @@ export async function callShard<T>(
 ): Promise<Res<T>> {
     const sig = SHARD_METHODS[method];
     return guarded(shard_id, () =>
-        call<unknown[], Res<T>>(canister_id, method, {
+        call<unknown[], Res<T>>(principalFromText(canister_id), method, {
             paramIdlTypes: sig.args,
             returnIdlType: sig.ret,
             args
@@ -227,6 +212,8 @@ export async function callShard<T>(
 /** The head of a shard's `Ok` loan reply (shards send stored loan bytes after it). */
 const OK_LOAN_PREFIX = okLoanPrefix();
 const OK_LOAN_PREFIX_LATIN1 = latin1(OK_LOAN_PREFIX);
+/** `Err` replies of `Result<Loan>`, written and read by hand (`IDL.encode` costs ~50 M each). */
+const LOAN_ERR = new ErrReplyCodec(OK_LOAN_PREFIX);
 
 /**
  * Calls a shard method answering `Result<Loan>` (`create_loan`, `update_loan`, `get_loan`) with
@@ -241,13 +228,15 @@ export async function callShardForLoan(
     arg: Uint8Array
 ): Promise<Res<Uint8Array>> {
     return guarded(shard_id, async () => {
-        const reply = await call<Uint8Array, Uint8Array>(canister_id, method, {
+        const reply = await call<Uint8Array, Uint8Array>(principalFromText(canister_id), method, {
             raw: true,
             args: arg
         });
         if (startsWithLatin1(reply, OK_LOAN_PREFIX_LATIN1)) {
             return { Ok: reply.slice(OK_LOAN_PREFIX.length) };
         }
+        const error = LOAN_ERR.decode(reply);
+        if (error !== undefined) return { Err: error };
         const decoded = IDL.decode([Result(Loan)], reply)[0] as unknown as Res<Loan>;
         return 'Ok' in decoded ? { Ok: encodeLoanValue(decoded.Ok) } : decoded;
     });
@@ -256,11 +245,17 @@ export async function callShardForLoan(
 /** Replies `Result<Loan>` to the caller: a loan's value bytes after `OK_LOAN_PREFIX`, or the error. */
 export function replyLoan(result: Res<Uint8Array>): void {
     msgReply(
-        'Ok' in result
-            ? concatBytes([OK_LOAN_PREFIX, result.Ok])
-            : new Uint8Array(IDL.encode([Result(Loan)], [result]))
+        'Ok' in result ? concatBytes([OK_LOAN_PREFIX, result.Ok]) : LOAN_ERR.encode(result.Err)
     );
 }
+
+/** Hand encoders of the fan-out's arguments (built at load: a query's heap is discarded). */
+const PAGE_SAMPLE = [Principal.anonymous(), [], []];
+const ARGS_CODECS = new Map<ShardMethod, ArgsCodec>([
+    ['get_loans_by_borrower', new ArgsCodec(SHARD_METHODS.get_loans_by_borrower.args, PAGE_SAMPLE)],
+    ['get_loans_by_investor', new ArgsCodec(SHARD_METHODS.get_loans_by_investor.args, PAGE_SAMPLE)],
+    ['get_shard_stats', new ArgsCodec(SHARD_METHODS.get_shard_stats.args, [])]
+]);
 
 /**
  * Calls `method` on a shard with the reply taken as bytes: through the breaker with `fill` (update
@@ -277,10 +272,14 @@ export async function callShardRaw<T>(
     decodeOk: (reply: Uint8Array) => T | undefined
 ): Promise<Res<T>> {
     const sig = SHARD_METHODS[method];
+    const codec = ARGS_CODECS.get(method);
     const perform = async (): Promise<Res<T>> => {
-        const reply = await call<Uint8Array, Uint8Array>(canister_id, method, {
+        const reply = await call<Uint8Array, Uint8Array>(principalFromText(canister_id), method, {
             raw: true,
-            args: new Uint8Array(IDL.encode(sig.args, args))
+            args:
+                codec === undefined
+                    ? new Uint8Array(IDL.encode(sig.args, args))
+                    : codec.encode(args)
         });
         const ok = decodeOk(reply);
         if (ok !== undefined) return { Ok: ok };
@@ -328,7 +327,7 @@ export async function peekShard<T>(
     if (!canExecute(shard_id)) return unavailable(shard_id, 'circuit breaker open');
     const sig = SHARD_METHODS[method];
     try {
-        return await call<unknown[], Res<T>>(canister_id, method, {
+        return await call<unknown[], Res<T>>(principalFromText(canister_id), method, {
             paramIdlTypes: sig.args,
             returnIdlType: sig.ret,
             args

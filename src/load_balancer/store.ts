@@ -14,8 +14,17 @@
 import { StableBTreeMap } from 'azle';
 
 import type { AlgorithmName, WrrEntry } from '../shared/balancing';
-import { DEFAULT_BREAKER_CONFIG } from '../shared/circuit_breaker';
-import { DEFAULT_CACHE_TTL_MS, DEFAULT_PROBE_INTERVAL_S } from '../shared/router_api';
+import {
+    decodeBreakerState,
+    DEFAULT_BREAKER_CONFIG,
+    encodeBreakerState,
+    type BreakerState
+} from '../shared/circuit_breaker';
+import {
+    DEFAULT_CACHE_TTL_MS,
+    DEFAULT_PROBE_INTERVAL_S,
+    MAX_BALANCER_SHARDS
+} from '../shared/router_api';
 import { taggedJson, u32Key, utf8Text } from '../shared/stable_keys';
 import type { BalancerShard } from '../shared/router_plan';
 import type { CircuitBreakerConfig, QueryStatistics, RoutingTable } from '../shared/types';
@@ -80,6 +89,8 @@ const MAX_CACHED_ENTRIES = 4_096;
 export class CachedMap<K extends number | string, V> {
     private readonly memo = new Map<K, V | undefined>();
     private readonly dirty = new Set<K>();
+    /** Whether the heap copy holds every entry (after `entries`), so bulk reads skip stable memory. */
+    private complete = false;
 
     constructor(private readonly stable: StableBTreeMap<K, V>) {}
 
@@ -133,19 +144,58 @@ export class CachedMap<K extends number | string, V> {
         return this.stable.items(start, length);
     }
 
+    /**
+     * Every entry in key order (numeric for the `u32Key` maps), at most `max`: read from stable
+     * memory once, then from the heap copy, which every write keeps in step. So the operators'
+     * polls (`get_load_balancer_stats`, a query) neither flush nor read stable memory. A map with
+     * `max` entries or more is read from stable memory each time (its heap copy is not known whole).
+     */
+    entries(max: number): [K, V][] {
+        if (!this.complete) {
+            const items = this.items(0, max);
+            if (items.length >= max || this.memo.size + items.length >= MAX_CACHED_ENTRIES) {
+                return items;
+            }
+            for (const [key, value] of items) this.memo.set(key, value);
+            this.complete = true;
+            return items;
+        }
+        const out: [K, V][] = [];
+        for (const [key, value] of this.memo) if (value !== undefined) out.push([key, value]);
+        return out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    }
+
     private remember(key: K, value: V | undefined): void {
         if (!this.memo.has(key) && this.memo.size >= MAX_CACHED_ENTRIES) {
             this.flush();
             this.memo.clear();
+            this.complete = false;
         }
         this.memo.set(key, value);
     }
 }
 
 const meta = new CachedMap(new StableBTreeMap<string, unknown>(MEMORY.meta, utf8Text, taggedJson));
-/** Shard id → `encodeBreakerState` text. */
+/**
+ * A breaker state in stable memory: its `encodeBreakerState` text in UTF-8 (the layout of every
+ * version). The heap copy holds the decoded state, so a call neither decodes nor encodes JSON: the
+ * text is written at the next flush. An entry that does not decode reads as null (a bug: only the
+ * router writes this map); `breakerOf` then starts that breaker over.
+ */
+const breakerStateBytes = {
+    toBytes(state: BreakerState | null): Uint8Array {
+        if (state === null) throw new Error('router store: no breaker state to write');
+        return utf8Text.toBytes(encodeBreakerState(state));
+    },
+    fromBytes(bytes: Uint8Array): BreakerState | null {
+        const decoded = decodeBreakerState(utf8Text.fromBytes(bytes));
+        return 'Ok' in decoded ? decoded.Ok : null;
+    }
+};
+
+/** Shard id → its breaker's state. */
 export const breakers = new CachedMap(
-    new StableBTreeMap<number, string>(MEMORY.breakers, u32Key, utf8Text)
+    new StableBTreeMap<number, BreakerState | null>(MEMORY.breakers, u32Key, breakerStateBytes)
 );
 export const shards = new CachedMap(
     new StableBTreeMap<number, BalancerShard>(MEMORY.shards, u32Key, taggedJson)
@@ -186,6 +236,8 @@ export function warmCaches(): void {
     getBook();
     getCounters();
     getQueryCounters();
+    shards.entries(MAX_BALANCER_SHARDS);
+    shardCounters.entries(MAX_BALANCER_SHARDS);
 }
 
 export const DEFAULT_ROUTER_CONFIG: RouterConfig = {

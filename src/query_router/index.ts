@@ -7,10 +7,12 @@
  * reads the router's own state; composite `query` (`query_*`) for read-only fan-outs at query
  * latency, capped at MAX_COMPOSITE_FANOUT shards (5 B instructions for the whole call graph).
  *
- * The hottest methods (`create_loan`, `update_loan`, `get_loan`, `get_farmer_dashboard_advanced`,
- * `route_loan_query`) use Azle's `manual` mode: the usual argument encoding is read by hand and the
- * reply written from precomputed prefixes or cached bytes (`src/shared/*_codec.ts`), since the
- * generic Candid codec costs tens of millions of instructions per message here. Same Candid.
+ * The hot methods (`create_loan`, `update_loan`, `get_loan`, the dashboards and user-loan pages,
+ * `get_system_analytics`, `route_loan_query`, `get_load_balancer_stats`, `update_routing_table`)
+ * use Azle's `manual` mode: the usual argument encoding is read by hand and the reply written from
+ * precomputed prefixes or cached bytes (`src/shared/*_codec.ts`), errors included, since the
+ * generic Candid codec costs tens of millions of instructions per message here (about 50 M for any
+ * reply carrying `ApiError`'s type table). Same Candid.
  */
 import {
     clearTimer,
@@ -32,6 +34,7 @@ import {
 import {
     addShard,
     balancerView,
+    encodeLoadBalancerStatsReply,
     loadBalancerStats,
     pickShard,
     probeAll,
@@ -39,11 +42,17 @@ import {
     setAlgorithm
 } from '../load_balancer/balancer';
 import { callShardForLoan, canExecute, recordOutcome, replyLoan } from '../load_balancer/edge';
-import { decodeLoanValue, decodeNewLoanArg } from '../shared/loan_codec';
+import { decodeLoanValue, decodeNewLoanArg, decodeUpdateLoanArgs } from '../shared/loan_codec';
 import {
+    ArgsCodec,
     decodeNat64Arg,
     decodePrincipalArg,
+    decodeRoutingTableBytes,
+    encodeErrPrincipalReply,
     encodeOkPrincipalReply,
+    encodeUnitReply,
+    encodeUserLoanPageReply,
+    principalFromText,
     principalKey,
     principalText
 } from '../shared/router_codec';
@@ -207,13 +216,27 @@ function configFrom(arg: RouterInit, base: RouterConfig): RouterConfig {
     };
 }
 
+const USER_PAGE_ARGS = new ArgsCodec([principal, opt(Page)], [Principal.anonymous(), []]);
+
+/** A user's page of loans (`get_aggregated_user_loans` and its composite-query variant). */
+async function userLoansReply(fill: boolean): Promise<Result<LoanPage>> {
+    const arg = msgArgData();
+    const [user, page] = (USER_PAGE_ARGS.decode(arg) ??
+        IDL.decode([principal, opt(Page)], arg)) as unknown as [Principal, [] | [Page]];
+    if (!mayReadUser(msgCaller(), user)) return NOT_AUTHORIZED;
+    const plan = planPage(page);
+    if ('Err' in plan) return plan;
+    if (!fill && shardCount() > MAX_COMPOSITE_FANOUT) return tooWide();
+    return await userLoansOf(user, plan.Ok, fill);
+}
+
 /** The shard canister holding loan `id`: the owner of the slot in the id. */
 function routeOfLoan(id: bigint): Result<Principal> {
     const parts = decodeLoanId(id);
     if (!parts.ok) return invalid(parts.field, parts.reason);
     const target = ownerOfSlot(parts.value.slot);
     if ('Err' in target) return target;
-    return { Ok: Principal.fromText(target.Ok.canister_id) };
+    return { Ok: principalFromText(target.Ok.canister_id) };
 }
 
 export default class {
@@ -271,11 +294,17 @@ export default class {
 
     // ---- Routing table ------------------------------------------------------------------------
 
-    /** Update (factory only): the factory pushes each new table; its epoch must grow. */
-    @update([RoutingTable], UnitResult)
-    update_routing_table(table: RoutingTable): UnitResult {
-        if (!isFactory(msgCaller())) return NOT_AUTHORIZED;
-        return acceptTable(table);
+    /**
+     * Update (factory only): the factory pushes each new table; its epoch must grow. Manual: the
+     * table is decoded and the reply written by hand (the generic codec cost ~45 M per push).
+     */
+    @update([RoutingTable], UnitResult, { manual: true })
+    update_routing_table(): void {
+        const arg = msgArgData();
+        const table =
+            decodeRoutingTableBytes(arg) ??
+            (IDL.decode([RoutingTable], arg)[0] as unknown as RoutingTable);
+        msgReply(encodeUnitReply(isFactory(msgCaller()) ? acceptTable(table) : NOT_AUTHORIZED));
     }
 
     /** Update (admins): pulls the factory's table now (as a `WrongShard` answer does). */
@@ -359,7 +388,9 @@ export default class {
     @update([nat64, LoanUpdate], Result(Loan), { manual: true })
     async update_loan(): Promise<void> {
         const arg = msgArgData();
-        const [id] = IDL.decode([nat64, LoanUpdate], arg) as unknown as [bigint, LoanUpdate];
+        const [id] =
+            decodeUpdateLoanArgs(arg) ??
+            (IDL.decode([nat64, LoanUpdate], arg) as unknown as [bigint, LoanUpdate]);
         if (!isWriter(msgCaller())) return replyLoan(NOT_AUTHORIZED);
         const parts = decodeLoanId(id);
         if (!parts.ok) return replyLoan(invalid(parts.field, parts.reason));
@@ -375,7 +406,7 @@ export default class {
     @update([nat64], Result(Loan), { manual: true })
     async get_loan(): Promise<void> {
         const arg = msgArgData();
-        const [id] = IDL.decode([nat64], arg) as unknown as [bigint];
+        const id = decodeNat64Arg(arg) ?? (IDL.decode([nat64], arg)[0] as unknown as bigint);
         const caller = msgCaller();
         const parts = decodeLoanId(id);
         if (!parts.ok) return replyLoan(invalid(parts.field, parts.reason));
@@ -455,11 +486,17 @@ export default class {
         return { Ok: null };
     }
 
-    /** Query (observers): request counters, breaker states and transitions, routing epoch. */
-    @query([], Result(LoadBalancerStats))
-    get_load_balancer_stats(): Result<LoadBalancerStats> {
-        if (!isObserver(msgCaller())) return NOT_AUTHORIZED;
-        return { Ok: loadBalancerStats() };
+    /**
+     * Query (observers): request counters, breaker states and transitions, routing epoch. Manual
+     * reply, encoded by hand from the heap copies: operators poll it after every batch.
+     */
+    @query([], Result(LoadBalancerStats), { manual: true })
+    get_load_balancer_stats(): void {
+        msgReply(
+            encodeLoadBalancerStatsReply(
+                isObserver(msgCaller()) ? { Ok: loadBalancerStats() } : NOT_AUTHORIZED
+            )
+        );
     }
 
     /** Query (observers): everything a pick depends on, to replay `choose` outside. */
@@ -481,9 +518,7 @@ export default class {
         const id = decodeNat64Arg(arg) ?? (IDL.decode([nat64], arg)[0] as unknown as bigint);
         const routed = routeOfLoan(id);
         msgReply(
-            'Ok' in routed
-                ? encodeOkPrincipalReply(routed.Ok)
-                : new Uint8Array(IDL.encode([Result(principal)], [routed]))
+            'Ok' in routed ? encodeOkPrincipalReply(routed.Ok) : encodeErrPrincipalReply(routed.Err)
         );
     }
 
@@ -491,25 +526,18 @@ export default class {
      * Update (the user, writers, admins): one page of the user's loans as borrower and investor,
      * merged across shards in id order. An update so it can cache and count.
      */
-    @update([principal, opt(Page)], Result(LoanPage))
-    async get_aggregated_user_loans(user: Principal, page: [] | [Page]): Promise<Result<LoanPage>> {
-        if (!mayReadUser(msgCaller(), user)) return NOT_AUTHORIZED;
-        const plan = planPage(page);
-        if ('Err' in plan) return plan;
-        return await userLoansOf(user, plan.Ok, true);
+    @update([principal, opt(Page)], Result(LoanPage), { manual: true })
+    async get_aggregated_user_loans(): Promise<void> {
+        msgReply(encodeUserLoanPageReply(await userLoansReply(true)));
     }
 
-    /** Composite query (same access): the read-only variant of `get_aggregated_user_loans`. */
-    @query([principal, opt(Page)], Result(LoanPage), { composite: true })
-    async query_aggregated_user_loans(
-        user: Principal,
-        page: [] | [Page]
-    ): Promise<Result<LoanPage>> {
-        if (!mayReadUser(msgCaller(), user)) return NOT_AUTHORIZED;
-        const plan = planPage(page);
-        if ('Err' in plan) return plan;
-        if (shardCount() > MAX_COMPOSITE_FANOUT) return tooWide();
-        return await userLoansOf(user, plan.Ok, false);
+    /**
+     * Composite query (same access): the read-only variant of `get_aggregated_user_loans`. Both
+     * are manual: arguments and reply by hand (the shards' loan bytes are reused).
+     */
+    @query([principal, opt(Page)], Result(LoanPage), { composite: true, manual: true })
+    async query_aggregated_user_loans(): Promise<void> {
+        msgReply(encodeUserLoanPageReply(await userLoansReply(false)));
     }
 
     /**

@@ -6,11 +6,11 @@
  * - composite query (`fill = false`): the same fan-out, read-only, for clients wanting query latency.
  * The farmer's dashboard is cached as its encoded reply, so a hit costs no Candid encoding. Cache
  * keys and tags name users by their principal's bytes (`principalKey`), not its text.
- * Shard pages and statistics are decoded by hand (`callShardLoanPage`, `STATS_CODEC`) and the
+ * Shard pages and statistics are decoded by hand (`callShardLoanPage`, `shard_reply_codec`) and the
  * dashboards and analytics are encoded by hand (`router_codec`): decoded loans keep their bytes,
  * which the reply carries again, so a dashboard costs no generic Candid work on its `Ok` path.
  */
-import { IDL, Principal, time } from 'azle';
+import { Principal, time } from 'azle';
 
 import { callShardLoanPage, callShardRaw } from '../load_balancer/edge';
 import {
@@ -23,11 +23,14 @@ import {
 import { BoundedCache } from '../shared/cache';
 import { slotOf } from '../shared/hash';
 import {
+    encodeErrFarmerReply,
+    encodeErrInvestorReply,
     encodeOkFarmerReply,
     encodeOkInvestorReply,
     OkReplyCodec,
     principalKey
 } from '../shared/router_codec';
+import { decodeOkShardStatsReply } from '../shared/shard_reply_codec';
 import { MAX_PAGE_SIZE } from '../shared/limits';
 import {
     CACHE_MAX_BYTES,
@@ -44,12 +47,10 @@ import {
     systemAnalytics,
     userTag
 } from '../shared/router_plan';
-import { ShardStats } from '../shared/shard_api';
 import { ownerOf } from '../shared/slot_map';
 import {
     FarmerDashboard,
     InvestorDashboard,
-    Result,
     type ApiError,
     type Loan,
     type LoanPage,
@@ -201,16 +202,14 @@ export async function farmerDashboardOf(farmer: Principal): Promise<Res<FarmerDa
     return await buildFarmerDashboard(farmer, false);
 }
 
-/** A `Result<FarmerDashboard>` reply: `Ok` encoded by hand (shard loan bytes reused), `Err` by `IDL`. */
+/** A `Result<FarmerDashboard>` reply, encoded by hand (`Ok`: the shards' loan bytes reused). */
 export function encodeFarmerReply(result: Res<FarmerDashboard>): Uint8Array {
-    if ('Ok' in result) return encodeOkFarmerReply(result.Ok);
-    return new Uint8Array(IDL.encode([Result(FarmerDashboard)], [result]));
+    return 'Ok' in result ? encodeOkFarmerReply(result.Ok) : encodeErrFarmerReply(result.Err);
 }
 
-/** A `Result<InvestorDashboard>` reply: `Ok` encoded by hand, `Err` by `IDL`. */
+/** A `Result<InvestorDashboard>` reply, encoded by hand. */
 export function encodeInvestorReply(result: Res<InvestorDashboard>): Uint8Array {
-    if ('Ok' in result) return encodeOkInvestorReply(result.Ok);
-    return new Uint8Array(IDL.encode([Result(InvestorDashboard)], [result]));
+    return 'Ok' in result ? encodeOkInvestorReply(result.Ok) : encodeErrInvestorReply(result.Err);
 }
 
 /**
@@ -323,18 +322,7 @@ export async function userLoansOf(
     return page;
 }
 
-/** Hand codecs of a shard's `Result<ShardStats>` and the router's `Result<SystemAnalytics>`. */
-const STATS_CODEC = new OkReplyCodec<ShardStats>(ShardStats, {
-    shard_id: 0,
-    loan_count: 0n,
-    owned_slots: 0,
-    by_status: [],
-    total_requested: 0n,
-    total_approved: 0n,
-    total_repaid: 0n,
-    read_only: false,
-    epoch: 0n
-});
+/** Hand codec of the router's `Result<SystemAnalytics>` (shard stats: `shard_reply_codec`). */
 const ANALYTICS_CODEC = new OkReplyCodec<SystemAnalytics>(SystemAnalytics, {
     total_loans: 0n,
     total_shards: 0,
@@ -349,10 +337,9 @@ const ANALYTICS_CODEC = new OkReplyCodec<SystemAnalytics>(SystemAnalytics, {
     generated_at: 0n
 });
 
-/** A `Result<SystemAnalytics>` reply: `Ok` encoded by hand, `Err` by `IDL`. */
+/** A `Result<SystemAnalytics>` reply, encoded by hand. */
 export function encodeAnalyticsReply(result: Res<SystemAnalytics>): Uint8Array {
-    if ('Ok' in result) return ANALYTICS_CODEC.encodeOk(result.Ok);
-    return new Uint8Array(IDL.encode([Result(SystemAnalytics)], [result]));
+    return ANALYTICS_CODEC.encodeReply(result);
 }
 
 /** System-wide figures from every shard's counters, in parallel. */
@@ -372,7 +359,7 @@ export async function systemAnalyticsOf(fill: boolean): Promise<Res<SystemAnalyt
                 'get_shard_stats',
                 [],
                 fill,
-                (bytes) => STATS_CODEC.decodeOk(bytes)
+                decodeOkShardStatsReply
             );
             const avg_response_time_ms = balancerShards.get(t.shard_id)?.ewma_latency_ms ?? 0;
             return 'Ok' in reply

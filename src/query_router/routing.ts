@@ -9,7 +9,7 @@ import { callShardForLoan } from '../load_balancer/edge';
 import { adoptTableShards } from '../load_balancer/balancer';
 import { getConfig, getRoutingTable, setRoutingTable } from '../load_balancer/store';
 import { MAX_READ_ONLY_RETRIES } from '../shared/router_api';
-import { principalText } from '../shared/router_codec';
+import { decodeRoutingTableBytes, principalFromText, principalText } from '../shared/router_codec';
 import { validateRoutingTable } from '../shared/router_plan';
 import { ownerOf, type SlotMap } from '../shared/slot_map';
 import { ApiError, RoutingTable } from '../shared/types';
@@ -74,14 +74,28 @@ export function ownerShards(): Target[] {
         .sort((a, b) => a.shard_id - b.shard_id);
 }
 
-/** Asks the factory for its table (`get_routing_table`) and keeps it when newer. */
+/** The Candid encoding of no arguments, `()`. */
+const NO_ARGS = new Uint8Array(IDL.encode([], []));
+
+/**
+ * Asks the factory for its table (`get_routing_table`) and keeps it when newer. The reply is
+ * decoded by hand (`decodeRoutingTableBytes`); a malformed one counts as a failed call.
+ */
 export async function refreshFromFactory(): Promise<Res<null>> {
     const factory = getConfig().factory;
     let table: RoutingTable;
     try {
-        table = await call<unknown[], RoutingTable>(factory, 'get_routing_table', {
-            returnIdlType: RoutingTable as IDL.Type
-        });
+        const reply = await call<Uint8Array, Uint8Array>(
+            principalFromText(factory),
+            'get_routing_table',
+            {
+                raw: true,
+                args: NO_ARGS
+            }
+        );
+        table =
+            decodeRoutingTableBytes(reply) ??
+            (IDL.decode([RoutingTable], reply)[0] as unknown as RoutingTable);
     } catch (error) {
         const e = error as { rejectCode?: number; rejectMessage?: string };
         return {
@@ -99,11 +113,13 @@ export async function refreshFromFactory(): Promise<Res<null>> {
     return acceptTable(table);
 }
 
-/** A short pause between retries: `raw_rand` takes a round on the IC. */
+const MANAGEMENT = Principal.fromText('aaaaa-aa');
+
+/** A short pause between retries: `raw_rand` takes a round on the IC (its bytes are unused). */
 async function pause(rounds: number): Promise<void> {
     for (let i = 0; i < rounds; i++) {
         try {
-            await call('aaaaa-aa', 'raw_rand', { returnIdlType: IDL.Vec(IDL.Nat8) });
+            await call(MANAGEMENT, 'raw_rand', { raw: true });
         } catch {
             return; // a failed pause only shortens the wait
         }

@@ -11,8 +11,13 @@
  * against the hand encoding (`candidPrefix`). `tests/unit/router_codec.test.ts` checks both ways.
  *
  * The dashboards' fan-out too: a shard's `Ok` loan page is decoded by hand (its loans keep their
- * bytes), farmer and investor dashboards are encoded by hand with those bytes spliced in, and small
- * records (shard statistics, system analytics) go through `OkReplyCodec`, driven by their IDL type.
+ * bytes), farmer and investor dashboards and user-loan pages are encoded by hand with those bytes
+ * spliced in, and small records (system analytics, balancer statistics) go through `OkReplyCodec`,
+ * driven by their IDL type. `Err` replies of every `Result` the router sends or reads go through
+ * `ErrReplyCodec` (the `Ok` head with the `Err` index, then the `ApiError` value); fixed argument
+ * lists (shard page requests, `(principal, opt Page)`) through `ArgsCodec`, and single values
+ * (routing tables) through `ValueCodec`. Decoders read ASCII text only and leave anything else
+ * to `IDL.decode`.
  */
 import { IDL } from '@dfinity/candid';
 import { Principal } from '@dfinity/principal';
@@ -30,11 +35,16 @@ import {
     type LoanPageValue
 } from './loan_codec';
 import { ShardLoanPage } from './shard_api';
+import { asciiText, utf8Text } from './stable_keys';
 import {
+    ApiError,
     FarmerDashboard,
     InvestorDashboard,
     LOAN_STATUSES,
+    LoanPage,
     Result,
+    RoutingTable,
+    UnitResult,
     type Loan,
     type StatusCount
 } from './types';
@@ -98,6 +108,11 @@ export function encodeOkPrincipalReply(p: Principal): Uint8Array {
     return concatBytes([OK_PRINCIPAL_PREFIX, encodePrincipalValue(p)]);
 }
 
+/** The whole reply `Result<principal>` = `Err(error)` (defined below, with `ErrReplyCodec`). */
+export function encodeErrPrincipalReply(error: ApiError): Uint8Array {
+    return ERR_PRINCIPAL.encode(error);
+}
+
 /**
  * Bytes as a string of the same length (one char per byte): built and compared by the JS engine's
  * native code, where a byte loop in JS costs about a thousand instructions per byte in a canister.
@@ -119,6 +134,21 @@ export function principalKey(p: Principal): string {
 /** Principals whose text is remembered; the memo is emptied when full. */
 const MAX_REMEMBERED_TEXTS = 1_024;
 const texts = new Map<string, string>();
+
+const principals = new Map<string, Principal>();
+
+/**
+ * `Principal.fromText(text)`, remembered: Azle's `call` takes a canister id as a principal or as
+ * text, and text costs a CRC-32 and base-32 decoding on every call.
+ */
+export function principalFromText(text: string): Principal {
+    const known = principals.get(text);
+    if (known !== undefined) return known;
+    const p = Principal.fromText(text);
+    if (principals.size >= MAX_REMEMBERED_TEXTS) principals.clear();
+    principals.set(text, p);
+    return p;
+}
 
 /** `p.toText()`, remembered for the callers and shards a canister sees again and again. */
 export function principalText(p: Principal): string {
@@ -307,6 +337,16 @@ export function encodeOkInvestorReply(d: InvestorDashboard): Uint8Array {
     return concatBytes([OK_INVESTOR_PREFIX, encodeInvestorDashboardValue(d)]);
 }
 
+/** The whole reply `Result<FarmerDashboard>` = `Err(error)`, as `IDL.encode` writes it. */
+export function encodeErrFarmerReply(error: ApiError): Uint8Array {
+    return ERR_FARMER.encode(error);
+}
+
+/** The whole reply `Result<InvestorDashboard>` = `Err(error)`, as `IDL.encode` writes it. */
+export function encodeErrInvestorReply(error: ApiError): Uint8Array {
+    return ERR_INVESTOR.encode(error);
+}
+
 // ---- Small records by their type (helper K): shard stats in, system analytics out ----
 
 /**
@@ -346,6 +386,9 @@ function writeTyped(type: IDL.Type, value: unknown, parts: Uint8Array[]): void {
         // no bytes
     } else if (type instanceof IDL.PrincipalClass) {
         parts.push(encodePrincipalValue(value as Principal));
+    } else if (type instanceof IDL.TextClass) {
+        const bytes = utf8Text.toBytes(value as string);
+        parts.push(lebBytes(bytes.length), bytes);
     } else {
         throw new Error(`router codec: no hand encoding for ${type.display()}`);
     }
@@ -407,9 +450,22 @@ class TypedReader extends ValueReader {
         }
         if (type instanceof IDL.NullClass) return null;
         if (type instanceof IDL.PrincipalClass) return this.principal();
+        if (type instanceof IDL.TextClass) return this.text();
         throw new Error(`router codec: no hand decoding for ${type.display()}`);
     }
+
+    /** ASCII text only (read natively): anything else throws, so the caller uses `IDL.decode`. */
+    private text(): string {
+        const n = this.leb();
+        this.need(n);
+        const text = asciiText(this.bytes.subarray(this.at, this.at + n));
+        if (BEYOND_ASCII.test(text)) throw new Error('router codec: text beyond ASCII');
+        this.at += n;
+        return text;
+    }
 }
+
+const BEYOND_ASCII = /[\u0080-\uffff]/;
 
 /** A vector as `IDL.decode` answers it: `nat32`/`nat64` in a typed array, else an array. */
 function typedVec(element: IDL.Type, items: unknown[]): unknown {
@@ -430,15 +486,64 @@ export function decodeTypedValue(type: IDL.Type, bytes: Uint8Array): unknown {
     return value;
 }
 
+// ---- Errors (helper P3): `Err(ApiError)` replies written and read by hand ----
+
+/** The cases of every `Result<T>` in Candid order (a variant sorts by hash): the same for any T. */
+const RESULT_CASES = (Result(IDL.Null) as unknown as IDL.VariantClass)._fields.map(([n]) => n);
+const OK_INDEX = RESULT_CASES.indexOf('Ok');
+const ERR_INDEX = RESULT_CASES.indexOf('Err');
+
 /**
- * A hand codec for replies `Result<T>` holding `Ok`, for a small record type `T` (shard stats,
- * analytics): the head is computed with `IDL.encode` from `sample` at load and checked against the
- * hand encoding. `decodeOk` answers undefined for an `Err`, another encoding or malformed bytes
- * (the caller then uses `IDL.decode`).
+ * The `Err` side of a `Result<T>` reply: `IDL.encode` writes the same head (`DIDL`, type table)
+ * for `Ok` and `Err` and then the case's index, so the `Err` head is the `Ok` head with the other
+ * index, and the error follows as typed value bytes. Encoding an error with `IDL.encode` costs
+ * about 50 M instructions in a canister (the type table carries `ApiError`); this costs a few
+ * hundred thousand. `decode` answers undefined for anything but an `Err` in `@dfinity/candid`'s
+ * encoding with ASCII texts (the caller then uses `IDL.decode`).
+ */
+export class ErrReplyCodec {
+    readonly prefix: Uint8Array;
+    private readonly prefixLatin1: string;
+
+    /** `okPrefix`: the head of the same `Result<T>` holding `Ok` (checked at load). */
+    constructor(okPrefix: Uint8Array) {
+        if (OK_INDEX > 0x7f || ERR_INDEX > 0x7f || okPrefix[okPrefix.length - 1] !== OK_INDEX) {
+            throw new Error('router codec: the Ok head does not end with the Ok index');
+        }
+        this.prefix = okPrefix.slice();
+        this.prefix[this.prefix.length - 1] = ERR_INDEX;
+        this.prefixLatin1 = latin1(this.prefix);
+    }
+
+    encode(error: ApiError): Uint8Array {
+        return concatBytes([this.prefix, encodeTypedValue(ApiError, error)]);
+    }
+
+    decode(reply: Uint8Array): ApiError | undefined {
+        if (!startsWithLatin1(reply, this.prefixLatin1)) return undefined;
+        try {
+            return decodeTypedValue(ApiError, reply.subarray(this.prefix.length)) as ApiError;
+        } catch {
+            return undefined;
+        }
+    }
+}
+
+const ERR_PRINCIPAL = new ErrReplyCodec(OK_PRINCIPAL_PREFIX);
+const ERR_FARMER = new ErrReplyCodec(OK_FARMER_PREFIX);
+const ERR_INVESTOR = new ErrReplyCodec(OK_INVESTOR_PREFIX);
+
+/**
+ * A hand codec for replies `Result<T>`, for a small record type `T` (shard stats, analytics,
+ * balancer statistics): the `Ok` head is computed with `IDL.encode` from `sample` at load and
+ * checked against the hand encoding; `Err` replies go through `ErrReplyCodec`. `decodeOk`
+ * answers undefined for an `Err`, another encoding or malformed bytes (the caller then uses
+ * `IDL.decode`).
  */
 export class OkReplyCodec<T> {
     private readonly prefix: Uint8Array;
     private readonly prefixLatin1: string;
+    readonly err: ErrReplyCodec;
 
     constructor(
         private readonly type: IDL.Type,
@@ -450,10 +555,16 @@ export class OkReplyCodec<T> {
             encodeTypedValue(type, sample)
         );
         this.prefixLatin1 = latin1(this.prefix);
+        this.err = new ErrReplyCodec(this.prefix);
     }
 
     encodeOk(value: T): Uint8Array {
         return concatBytes([this.prefix, encodeTypedValue(this.type, value)]);
+    }
+
+    /** The reply for `result`, `Ok` or `Err`, as `IDL.encode([Result(type)], [result])` writes it. */
+    encodeReply(result: { Ok: T } | { Err: ApiError }): Uint8Array {
+        return 'Ok' in result ? this.encodeOk(result.Ok) : this.err.encode(result.Err);
     }
 
     decodeOk(reply: Uint8Array): T | undefined {
@@ -464,4 +575,143 @@ export class OkReplyCodec<T> {
             return undefined;
         }
     }
+}
+
+/** `UnitResult` replies (`Ok(null)` is a constant; errors by hand). */
+const UNIT_CODEC = new OkReplyCodec<null>(IDL.Null, null);
+const UNIT_OK_REPLY = UNIT_CODEC.encodeOk(null);
+
+/** The reply `UnitResult` for `result`, as `IDL.encode([UnitResult], [result])` writes it. */
+export function encodeUnitReply(result: UnitResult): Uint8Array {
+    return 'Ok' in result ? UNIT_OK_REPLY.slice() : UNIT_CODEC.err.encode(result.Err);
+}
+
+/**
+ * A hand decoder of the Candid bytes of one value of a record type `T` as `@dfinity/candid`
+ * writes them (a message argument `(T)`, or a reply of type `T`): the head is computed with
+ * `IDL.encode` from `sample` at load and checked against the hand encoding. `decode` answers
+ * undefined for any other encoding or malformed bytes; the caller then uses `IDL.decode`.
+ */
+export class ValueCodec<T> {
+    private readonly prefix: Uint8Array;
+    private readonly prefixLatin1: string;
+
+    constructor(
+        private readonly type: IDL.Type,
+        sample: T
+    ) {
+        this.prefix = candidPrefix([type], [sample], encodeTypedValue(type, sample));
+        this.prefixLatin1 = latin1(this.prefix);
+    }
+
+    encode(value: T): Uint8Array {
+        return concatBytes([this.prefix, encodeTypedValue(this.type, value)]);
+    }
+
+    decode(bytes: Uint8Array): T | undefined {
+        if (!startsWithLatin1(bytes, this.prefixLatin1)) return undefined;
+        try {
+            return decodeTypedValue(this.type, bytes.subarray(this.prefix.length)) as T;
+        } catch {
+            return undefined;
+        }
+    }
+}
+
+const ROUTING_TABLE_CODEC = new ValueCodec<RoutingTable>(RoutingTable, {
+    epoch: 0n,
+    ranges: [],
+    shards: []
+});
+
+/**
+ * A routing table's bytes (the argument of `update_routing_table`, the factory's reply to
+ * `get_routing_table`) decoded by hand; undefined for another encoding (then use `IDL.decode`).
+ */
+export function decodeRoutingTableBytes(bytes: Uint8Array): RoutingTable | undefined {
+    return ROUTING_TABLE_CODEC.decode(bytes);
+}
+
+/**
+ * A hand codec of a message's arguments of fixed `types` (e.g. a shard page request
+ * `(principal, opt nat64, opt nat32)`): the head is computed with `IDL.encode` from `sample` at
+ * load and checked against the hand encoding, so `encode` writes exactly what `IDL.encode` writes.
+ */
+export class ArgsCodec {
+    private readonly prefix: Uint8Array;
+    private readonly prefixLatin1: string;
+
+    constructor(
+        private readonly types: readonly IDL.Type[],
+        sample: readonly unknown[]
+    ) {
+        this.prefix = candidPrefix([...types], [...sample], this.values(sample));
+        this.prefixLatin1 = latin1(this.prefix);
+    }
+
+    encode(args: readonly unknown[]): Uint8Array {
+        return concatBytes([this.prefix, this.values(args)]);
+    }
+
+    /**
+     * The arguments as `IDL.decode(types, bytes)` reads them, when `bytes` have the encoding
+     * `@dfinity/candid` writes (ASCII texts); undefined otherwise (then use `IDL.decode`).
+     */
+    decode(bytes: Uint8Array): unknown[] | undefined {
+        if (!startsWithLatin1(bytes, this.prefixLatin1)) return undefined;
+        try {
+            const r = new TypedReader(bytes.subarray(this.prefix.length));
+            const values = this.types.map((type) => r.read(type));
+            return r.at === bytes.length - this.prefix.length ? values : undefined;
+        } catch {
+            return undefined;
+        }
+    }
+
+    private values(args: readonly unknown[]): Uint8Array {
+        if (args.length !== this.types.length) throw new Error('router codec: argument count');
+        const parts: Uint8Array[] = [];
+        this.types.forEach((type, i) => writeTyped(type, args[i], parts));
+        return concatBytes(parts);
+    }
+}
+
+const LOAN_PAGE_FIELDS = (LoanPage as unknown as IDL.RecordClass)._fields;
+const SAMPLE_LOAN_PAGE: LoanPage = {
+    loans: [],
+    next_cursor: [],
+    complete: true,
+    failed_shards: []
+};
+
+/** The value bytes of a router `LoanPage`; loans decoded from a shard reuse their bytes. */
+function encodeLoanPageReplyValue(page: LoanPage): Uint8Array {
+    const parts: Uint8Array[] = [];
+    const value = page as unknown as Record<string, unknown>;
+    for (const [name, type] of LOAN_PAGE_FIELDS) {
+        if (name === 'loans') {
+            parts.push(lebBytes(page.loans.length));
+            for (const loan of page.loans) parts.push(loanValueBytes(loan));
+        } else {
+            writeTyped(type, value[name], parts);
+        }
+    }
+    return concatBytes(parts);
+}
+
+const OK_USER_PAGE_PREFIX = candidPrefix(
+    [Result(LoanPage)],
+    [{ Ok: SAMPLE_LOAN_PAGE }],
+    encodeLoanPageReplyValue(SAMPLE_LOAN_PAGE)
+);
+const ERR_USER_PAGE = new ErrReplyCodec(OK_USER_PAGE_PREFIX);
+
+/**
+ * The reply `Result<LoanPage>` of the router's user-loan pages, as `IDL.encode` writes it, by
+ * hand (the generic encoder cost about 100 M instructions for a page of 40 loans).
+ */
+export function encodeUserLoanPageReply(result: { Ok: LoanPage } | { Err: ApiError }): Uint8Array {
+    return 'Ok' in result
+        ? concatBytes([OK_USER_PAGE_PREFIX, encodeLoanPageReplyValue(result.Ok)])
+        : ERR_USER_PAGE.encode(result.Err);
 }

@@ -3,25 +3,45 @@ import { Principal } from '@dfinity/principal';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
-import { decodeLoanPageValue, encodeLoanPageValue } from '../../src/shared/loan_codec';
 import {
+    decodeLoanPageValue,
+    encodeLoanPageValue,
+    okLoanPrefix
+} from '../../src/shared/loan_codec';
+import {
+    ArgsCodec,
     decodeNat64Arg,
     decodeOkLoanPageReply,
     decodePrincipalArg,
+    decodeRoutingTableBytes,
+    encodeErrFarmerReply,
+    encodeErrInvestorReply,
+    encodeErrPrincipalReply,
+    encodeUnitReply,
+    encodeUserLoanPageReply,
+    ErrReplyCodec,
     encodeOkFarmerReply,
     encodeOkInvestorReply,
     encodeOkPrincipalReply,
     OkReplyCodec,
     encodePrincipalValue,
+    principalFromText,
     principalKey,
     principalText
 } from '../../src/shared/router_codec';
-import { ShardLoanPage, ShardStats } from '../../src/shared/shard_api';
+import { SHARD_METHODS, ShardLoanPage, ShardStats } from '../../src/shared/shard_api';
 import {
+    ApiError,
     FarmerDashboard,
     InvestorDashboard,
+    LoadBalancerStats,
+    Loan,
+    LoanPage,
+    Page,
     Result,
-    SystemAnalytics
+    RoutingTable,
+    SystemAnalytics,
+    UnitResult
 } from '../../src/shared/types';
 import { loanArb as anyLoan, loanStatus, nat64, optNat64, principal } from './arbitraries';
 
@@ -143,12 +163,14 @@ describe('router codec', () => {
         );
     });
 
-    it('keys principals by their bytes and remembers their text', () => {
+    it('keys principals by their bytes and remembers their text both ways', () => {
         fc.assert(
             fc.property(principal, principal, (a, b) => {
                 expect(principalKey(a) === principalKey(b)).toBe(a.toText() === b.toText());
                 expect(principalText(a)).toBe(a.toText());
                 expect(principalText(a)).toBe(a.toText());
+                expect(principalFromText(a.toText()).toText()).toBe(a.toText());
+                expect(principalFromText(a.toText())).toBe(principalFromText(a.toText()));
             })
         );
     });
@@ -250,5 +272,252 @@ describe('router codec', () => {
         };
         check(ShardStats, statsArb, fc.sample(statsArb, { numRuns: 1, seed: 3 })[0]);
         check(SystemAnalytics, analyticsArb, fc.sample(analyticsArb, { numRuns: 1, seed: 5 })[0]);
+    });
+});
+
+const nat32 = fc.nat({ max: 0xffff_ffff });
+/** Texts of any code points (non-ASCII ones are left to IDL.decode by the decoders). */
+const anyText = fc.oneof(fc.string({ maxLength: 40 }), fc.string({ unit: 'binary', maxLength: 8 }));
+
+const apiErrorArb: fc.Arbitrary<ApiError> = fc.oneof(
+    fc.constant({ NotAuthorized: null }),
+    fc.record({ field: anyText, reason: anyText }).map((v) => ({ InvalidInput: { ...v } })),
+    fc.record({ what: anyText, id: anyText }).map((v) => ({ NotFound: { ...v } })),
+    fc.record({ shard_id: nat32, reason: anyText }).map((v) => ({ ShardUnavailable: { ...v } })),
+    fc.record({ slot: nat32, epoch: nat64 }).map((v) => ({ WrongShard: { ...v } })),
+    fc.record({ reason: anyText, retriable: fc.boolean() }).map((v) => ({ ReadOnly: { ...v } })),
+    fc.record({ resource: anyText, limit: nat64 }).map((v) => ({ CapacityExceeded: { ...v } })),
+    fc
+        .record({ from: loanStatus, action: anyText })
+        .map((v) => ({ InvalidTransition: { from: { ...v.from }, action: v.action } })),
+    fc.record({ reason: anyText }).map((v) => ({ Busy: { ...v } })),
+    fc
+        .record({ callee: principal, reject_code: nat32, message: anyText })
+        .map((v) => ({ CallFailed: { ...v } }))
+) as fc.Arbitrary<ApiError>;
+
+const BEYOND_ASCII = /[\u0080-\uffff]/;
+const ASCII_ONLY = { test: (text: string): boolean => !BEYOND_ASCII.test(text) };
+
+/** Whether every text in the error is ASCII (what the hand decoder reads itself). */
+function asciiError(error: ApiError): boolean {
+    const payload = Object.values(error)[0] as Record<string, unknown> | null;
+    return Object.values(payload ?? {}).every((v) => typeof v !== 'string' || ASCII_ONLY.test(v));
+}
+
+describe('router codec: Err replies and small values (P3)', () => {
+    it('encodes Err replies byte for byte as IDL.encode does, for every reply type', () => {
+        const loanErr = new ErrReplyCodec(okLoanPrefix());
+        const replies: [IDL.Type, (e: ApiError) => Uint8Array][] = [
+            [Result(Loan), (e) => loanErr.encode(e)],
+            [Result(IDL.Principal as never), encodeErrPrincipalReply],
+            [Result(FarmerDashboard), encodeErrFarmerReply],
+            [Result(InvestorDashboard), encodeErrInvestorReply],
+            [UnitResult, (e) => encodeUnitReply({ Err: e })]
+        ];
+        fc.assert(
+            fc.property(apiErrorArb, (error) => {
+                for (const [type, encode] of replies) {
+                    expect(encode(error)).toEqual(encoded([type], [{ Err: error }]));
+                }
+            })
+        );
+    });
+
+    it('decodes Err replies as IDL.decode does, leaving non-ASCII texts to it', () => {
+        const loanErr = new ErrReplyCodec(okLoanPrefix());
+        fc.assert(
+            fc.property(apiErrorArb, (error) => {
+                const reply = encoded([Result(Loan)], [{ Err: error }]);
+                const theirs = IDL.decode([Result(Loan)], reply)[0] as unknown as {
+                    Err: ApiError;
+                };
+                const mine = loanErr.decode(reply);
+                if (asciiError(error)) expect(mine).toEqual(theirs.Err);
+                else expect(mine === undefined || ASCII_ONLY.test(JSON.stringify(mine))).toBe(true);
+                expect(loanErr.decode(reply.subarray(0, reply.length - 1))).toBeUndefined();
+                expect(loanErr.decode(new Uint8Array([...reply, 0]))).toBeUndefined();
+            })
+        );
+    });
+
+    it('reads no Ok reply as an error, and no error as Ok', () => {
+        const loanErr = new ErrReplyCodec(okLoanPrefix());
+        const ok = encoded([UnitResult], [{ Ok: null }]);
+        expect(encodeUnitReply({ Ok: null })).toEqual(ok);
+        expect(new ErrReplyCodec(ok).decode(ok)).toBeUndefined();
+        fc.assert(
+            fc.property(loanArb, (loan) => {
+                expect(loanErr.decode(encoded([Result(Loan)], [{ Ok: loan }]))).toBeUndefined();
+            }),
+            { numRuns: 20 }
+        );
+        expect(() => new ErrReplyCodec(new Uint8Array([0x44, 0x49, 0x44, 0x4c, 9]))).toThrow();
+    });
+
+    it('encodes Ok and Err load balancer statistics as IDL.encode does', () => {
+        const algorithm = fc
+            .constantFrom('RoundRobin', 'LeastConnections', 'ConsistentHashing', 'Geographic')
+            .map((a) => ({ [a]: null }) as LoadBalancerStats['algorithm']);
+        const state = fc
+            .constantFrom('Closed', 'Open', 'HalfOpen', 'ForcedOpen', 'Disabled', 'MetricsOnly')
+            .map((s) => ({ [s]: null }) as LoadBalancerStats['breakers'][number]['state']);
+        const breaker = fc
+            .record({
+                shard_id: nat32,
+                state,
+                failure_rate_percent: fc.double(),
+                slow_call_rate_percent: fc.double(),
+                buffered_calls: nat32,
+                failed_calls: nat32,
+                slow_calls: nat32,
+                not_permitted_calls: nat64,
+                transitions: nat64,
+                current_wait_ms: nat64,
+                last_transition_at: nat64
+            })
+            .map((b) => ({ ...b, state: { ...b.state } }));
+        const statsArb: fc.Arbitrary<LoadBalancerStats> = fc
+            .record({
+                algorithm,
+                total_requests: nat64,
+                failed_requests: nat64,
+                rejected_by_breaker: nat64,
+                breaker_transitions: nat64,
+                per_shard: fc.array(
+                    fc
+                        .record({ shard_id: nat32, requests: nat64, failures: nat64 })
+                        .map((c) => ({ ...c })),
+                    { maxLength: 5 }
+                ),
+                breakers: fc.array(breaker, { maxLength: 5 }),
+                routing_epoch: nat64
+            })
+            .map((s) => ({ ...s, algorithm: { ...s.algorithm } }));
+        const codec = new OkReplyCodec<LoadBalancerStats>(
+            LoadBalancerStats,
+            fc.sample(statsArb, { numRuns: 1, seed: 7 })[0]
+        );
+        fc.assert(
+            fc.property(statsArb, apiErrorArb, (stats, error) => {
+                const type = Result(LoadBalancerStats);
+                expect(codec.encodeReply({ Ok: stats })).toEqual(encoded([type], [{ Ok: stats }]));
+                expect(codec.encodeReply({ Err: error })).toEqual(
+                    encoded([type], [{ Err: error }])
+                );
+            })
+        );
+    });
+
+    it('decodes a routing table as IDL.decode does, and leaves anything else to it', () => {
+        const region = fc.oneof(fc.constantFrom('eu', 'asia', ''), anyText);
+        const tableArb: fc.Arbitrary<RoutingTable> = fc
+            .record({
+                epoch: nat64,
+                ranges: fc.array(
+                    fc.record({ start: nat32, end: nat32, shard_id: nat32 }).map((r) => ({ ...r })),
+                    { maxLength: 6 }
+                ),
+                shards: fc.array(
+                    fc
+                        .record({ shard_id: nat32, canister_id: principal, region })
+                        .map((a) => ({ ...a })),
+                    { maxLength: 4 }
+                )
+            })
+            .map((t) => ({ ...t }));
+        fc.assert(
+            fc.property(tableArb, fc.uint8Array({ maxLength: 64 }), (table, junk) => {
+                const bytes = encoded([RoutingTable], [table]);
+                const theirs = IDL.decode([RoutingTable], bytes)[0];
+                const mine = decodeRoutingTableBytes(bytes);
+                const ascii = table.shards.every((s) => ASCII_ONLY.test(s.region));
+                if (ascii) expect(mine).toEqual(theirs);
+                else if (mine !== undefined) expect(mine).toEqual(theirs);
+                expect(
+                    decodeRoutingTableBytes(bytes.subarray(0, bytes.length - 1))
+                ).toBeUndefined();
+                expect(decodeRoutingTableBytes(new Uint8Array([...bytes, 0]))).toBeUndefined();
+                const fromJunk = decodeRoutingTableBytes(junk);
+                if (fromJunk !== undefined) {
+                    expect(fromJunk).toEqual(IDL.decode([RoutingTable], junk)[0]);
+                }
+            })
+        );
+    });
+
+    it('encodes shard page requests as IDL.encode does', () => {
+        const types = SHARD_METHODS.get_loans_by_investor.args;
+        const codec = new ArgsCodec(types, [Principal.anonymous(), [], []]);
+        fc.assert(
+            fc.property(
+                principal,
+                optNat64,
+                fc.option(nat32, { nil: undefined }),
+                (p, after, n) => {
+                    const args = [p, after, n === undefined ? [] : [n]];
+                    const bytes = codec.encode(args);
+                    expect(bytes).toEqual(encoded([...types], args));
+                    expect(codec.decode(bytes)).toEqual(IDL.decode([...types], bytes));
+                }
+            )
+        );
+        expect(() => codec.encode([Principal.anonymous()])).toThrow();
+    });
+
+    it('decodes (principal, opt Page) arguments as IDL.decode does, or leaves them to it', () => {
+        const types = [IDL.Principal, IDL.Opt(Page)];
+        const codec = new ArgsCodec(types, [Principal.anonymous(), []]);
+        const page = fc
+            .record({
+                cursor: fc.option(anyText, { nil: undefined }),
+                limit: fc.option(nat32, { nil: undefined })
+            })
+            .map((p) => ({
+                cursor: p.cursor === undefined ? [] : [p.cursor],
+                limit: p.limit === undefined ? [] : [p.limit]
+            }));
+        const optPage = fc
+            .option(page, { nil: undefined })
+            .map((p) => (p === undefined ? [] : [p]));
+        fc.assert(
+            fc.property(principal, optPage, fc.uint8Array({ maxLength: 48 }), (p, o, junk) => {
+                const bytes = encoded(types, [p, o]);
+                const theirs = IDL.decode(types, bytes);
+                const mine = codec.decode(bytes);
+                const cursor = (o as { cursor: string[] }[])[0]?.cursor[0] ?? '';
+                if (ASCII_ONLY.test(cursor)) expect(mine).toEqual(theirs);
+                else if (mine !== undefined) expect(mine).toEqual(theirs);
+                expect(codec.decode(bytes.subarray(0, bytes.length - 1))).toBeUndefined();
+                expect(codec.decode(new Uint8Array([...bytes, 0]))).toBeUndefined();
+                const fromJunk = codec.decode(junk);
+                if (fromJunk !== undefined) expect(fromJunk).toEqual(IDL.decode(types, junk));
+            })
+        );
+    });
+
+    it('encodes Ok and Err user loan pages as IDL.encode does', () => {
+        const pageArb: fc.Arbitrary<LoanPage> = fc
+            .record({
+                loans,
+                next_cursor: fc.option(anyText, { nil: undefined }),
+                complete: fc.boolean(),
+                failed_shards: shardIds
+            })
+            .map((p) => ({
+                ...p,
+                next_cursor: p.next_cursor === undefined ? [] : [p.next_cursor]
+            }));
+        fc.assert(
+            fc.property(pageArb, apiErrorArb, (page, error) => {
+                const type = Result(LoanPage);
+                expect(encodeUserLoanPageReply({ Ok: page })).toEqual(
+                    encoded([type], [{ Ok: page }])
+                );
+                expect(encodeUserLoanPageReply({ Err: error })).toEqual(
+                    encoded([type], [{ Err: error }])
+                );
+            })
+        );
     });
 });
