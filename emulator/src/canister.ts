@@ -188,6 +188,8 @@ export class Canister {
     private readonly undo = new PageUndoLog(() => this.instance!);
     private run: RunState | null = null;
     private memView: Uint8Array | null = null;
+    private memOf: WebAssembly.Instance | null = null;
+    private memory: WebAssembly.Memory | null = null;
 
     constructor(
         readonly id: Principal,
@@ -310,7 +312,12 @@ export class Canister {
 
     /** A view of the heap, re-made only when the buffer changes (growth, new instance). */
     private mem(): Uint8Array {
-        const buffer = (this.instance!.exports.memory as WebAssembly.Memory).buffer;
+        // `Instance.exports` is a slow getter: keep the memory object of the current instance.
+        if (this.memOf !== this.instance) {
+            this.memOf = this.instance;
+            this.memory = this.instance!.exports.memory as WebAssembly.Memory;
+        }
+        const buffer = this.memory!.buffer;
         if (this.memView?.buffer !== buffer) this.memView = new Uint8Array(buffer);
         return this.memView;
     }

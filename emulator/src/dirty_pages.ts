@@ -965,6 +965,7 @@ function prefixedImmediates(r: In, sub: number): void {
 interface InstanceMarks {
     instance: WebAssembly.Instance | null;
     table: WebAssembly.Table | null;
+    memory: WebAssembly.Memory | null;
     flags: Uint8Array;
     list: number[];
     view: Uint8Array | null;
@@ -1019,6 +1020,7 @@ export class PageUndoLog {
         const marks: InstanceMarks = {
             instance: null,
             table: null,
+            memory: null,
             flags: new Uint8Array(UNDO_PAGE_COUNT),
             list: [],
             view: null
@@ -1032,6 +1034,7 @@ export class PageUndoLog {
                 }
                 marks.instance = instance;
                 marks.table = table;
+                marks.memory = instance.exports.memory as WebAssembly.Memory;
                 this.marksOf.set(instance, marks);
             }
         };
@@ -1121,7 +1124,7 @@ export class PageUndoLog {
 }
 
 function heap(marks: InstanceMarks): Uint8Array {
-    const buffer = (marks.instance!.exports.memory as WebAssembly.Memory).buffer;
+    const buffer = marks.memory!.buffer;
     if (marks.view?.buffer !== buffer) marks.view = new Uint8Array(buffer);
     return marks.view;
 }

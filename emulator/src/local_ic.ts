@@ -6,7 +6,8 @@ import {
     createDeferredActor,
     type Actor,
     type ActorTransport,
-    type DeferredActor
+    type DeferredActor,
+    type ReplyDecoders
 } from './actor';
 import { Engine, type EngineOptions, type TraceEntry } from './engine';
 import { CallRejectedError, type Reject } from './errors';
@@ -258,12 +259,21 @@ export class LocalIc {
         return createActor<T>(idlFactory, toPrincipal(canisterId), this.transport);
     }
 
-    /** A deferred actor (as PicJS): methods submit now and resolve to a function awaiting the result. */
+    /**
+     * A deferred actor (as PicJS): methods submit now and resolve to a function awaiting the
+     * result. `decoders` (emulator only) decode hot replies by hand before `IDL.decode`.
+     */
     createDeferredActor<T = Record<string, (...args: unknown[]) => Promise<unknown>>>(
         idlFactory: IDL.InterfaceFactory,
-        canisterId: PrincipalLike
+        canisterId: PrincipalLike,
+        decoders?: ReplyDecoders
     ): DeferredActor<T> {
-        return createDeferredActor<T>(idlFactory, toPrincipal(canisterId), this.transport);
+        return createDeferredActor<T>(
+            idlFactory,
+            toPrincipal(canisterId),
+            this.transport,
+            decoders
+        );
     }
 
     private async mgmt(

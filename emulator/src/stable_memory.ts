@@ -15,11 +15,36 @@ export const MAX_STABLE_PAGES = (500 * 1024 * 1024 * 1024) / PAGE_SIZE_BYTES;
  * const sm = new StableMemory();
  * sm.grow(1n); sm.write(0n, Uint8Array.of(1)); sm.read(0n, 1); // Uint8Array [1]
  */
+/** Granularity of the undo log: a write saves the 4 KiB chunks it touches, not the 64 KiB page. */
+const UNDO_CHUNK_BYTES = 4096;
+const CHUNKS_PER_PAGE = PAGE_SIZE_BYTES / UNDO_CHUNK_BYTES;
+
+/**
+ * What one open transaction must undo: pages absent when it first wrote them (deleted on
+ * rollback) and the original 4 KiB chunks of pages that existed (by chunk index, page × 16 + k).
+ */
+interface UndoLog {
+    created: Set<number>;
+    chunks: Map<number, Uint8Array>;
+    size_pages: number;
+}
+
+/** Saves the chunks of `page` that `[inPage, inPage + n)` touches and the log has not saved. */
+function saveChunks(log: UndoLog, page: number, p: Uint8Array, inPage: number, n: number): void {
+    const last = Math.floor((inPage + n - 1) / UNDO_CHUNK_BYTES);
+    for (let k = Math.floor(inPage / UNDO_CHUNK_BYTES); k <= last; k++) {
+        const chunk = page * CHUNKS_PER_PAGE + k;
+        if (!log.chunks.has(chunk)) {
+            log.chunks.set(chunk, p.slice(k * UNDO_CHUNK_BYTES, (k + 1) * UNDO_CHUNK_BYTES));
+        }
+    }
+}
+
 export class StableMemory {
     private pages = new Map<number, Uint8Array>();
     private sizePages = 0;
-    /** Undo logs of open (nested) transactions, innermost last: page → original (null: absent). */
-    private undo: { pages: Map<number, Uint8Array | null>; size_pages: number }[] = [];
+    /** Undo logs of open (nested) transactions, innermost last (see `UndoLog`). */
+    private undo: UndoLog[] = [];
 
     /** Current size in pages. */
     get size_pages(): number {
@@ -82,7 +107,10 @@ export class StableMemory {
             const inPage = pos % PAGE_SIZE_BYTES;
             const n = Math.min(data.length - done, PAGE_SIZE_BYTES - inPage);
             let p = this.pages.get(page);
-            if (log && !log.pages.has(page)) log.pages.set(page, p ? p.slice() : null);
+            if (log) {
+                if (!p) log.created.add(page);
+                else if (!log.created.has(page)) saveChunks(log, page, p, inPage, n);
+            }
             if (!p) {
                 p = new Uint8Array(PAGE_SIZE_BYTES);
                 this.pages.set(page, p);
@@ -97,7 +125,7 @@ export class StableMemory {
     begin(): void {
         if (this.undo.length >= MAX_NESTING)
             throw new Error('stable memory transactions nested too deep');
-        this.undo.push({ pages: new Map(), size_pages: this.sizePages });
+        this.undo.push({ created: new Set(), chunks: new Map(), size_pages: this.sizePages });
     }
 
     /** Closes the innermost transaction keeping its writes (the parent can still undo them). */
@@ -105,18 +133,25 @@ export class StableMemory {
         const log = this.undo.pop();
         const parent = this.undo[this.undo.length - 1];
         if (!log || !parent) return;
-        for (const [page, orig] of log.pages)
-            if (!parent.pages.has(page)) parent.pages.set(page, orig);
+        // A page absent when the child first wrote it was absent for the parent too.
+        for (const page of log.created) parent.created.add(page);
+        for (const [chunk, orig] of log.chunks) {
+            const page = Math.floor(chunk / CHUNKS_PER_PAGE);
+            if (!parent.created.has(page) && !parent.chunks.has(chunk)) {
+                parent.chunks.set(chunk, orig);
+            }
+        }
     }
 
     /** Restores every page written and the size since the innermost `begin()`. */
     rollback(): void {
         const log = this.undo.pop();
         if (!log) return;
-        for (const [page, orig] of log.pages) {
-            if (orig) this.pages.set(page, orig);
-            else this.pages.delete(page);
+        for (const [chunk, orig] of log.chunks) {
+            const page = Math.floor(chunk / CHUNKS_PER_PAGE);
+            this.pages.get(page)!.set(orig, (chunk % CHUNKS_PER_PAGE) * UNDO_CHUNK_BYTES);
         }
+        for (const page of log.created) this.pages.delete(page);
         this.sizePages = log.size_pages;
     }
 
