@@ -76,6 +76,16 @@ interface Node<V> {
     queue: QueueId;
     prev: Node<V> | null;
     next: Node<V> | null;
+    /** The key's sketch hashes, computed once (hashing a key in the canister costs ~0.1 M). */
+    hash: KeyHash | null;
+}
+
+/** The two 32-bit hashes of a key that index the frequency sketch. */
+type KeyHash = readonly [number, number];
+
+function hashOf<V>(node: Node<V>): KeyHash {
+    node.hash ??= hashPair(node.key);
+    return node.hash;
 }
 
 /** Intrusive doubly linked list: head is least recently used, tail most recently used. */
@@ -128,7 +138,11 @@ export class FrequencySketch {
 
     /** Estimated accesses of `key` since the recent halvings, 0..15. */
     frequency(key: string): number {
-        const [h1, h2] = hashPair(key);
+        return this.frequencyOf(hashPair(key));
+    }
+
+    /** `frequency` by the key's hashes. */
+    frequencyOf([h1, h2]: KeyHash): number {
         let min = 15;
         for (let row = 0; row < 4; row++) {
             const c = this.counters[this.index(row, h1, h2)];
@@ -139,7 +153,11 @@ export class FrequencySketch {
 
     /** Records one access of `key`. */
     increment(key: string): void {
-        const [h1, h2] = hashPair(key);
+        this.incrementOf(hashPair(key));
+    }
+
+    /** `increment` by the key's hashes. */
+    incrementOf([h1, h2]: KeyHash): void {
         let added = false;
         for (let row = 0; row < 4; row++) {
             const i = this.index(row, h1, h2);
@@ -195,6 +213,8 @@ export class BoundedCache<V> {
         new AccessList<V>()
     ];
     private readonly sketch: FrequencySketch | null;
+    /** The key and sketch hashes of the last miss (see `get`). */
+    private lastMissed: { key: string; hash: KeyHash } | null = null;
     private readonly windowMaxEntries: number;
     private readonly windowMaxBytes: number;
     private readonly protectedMaxEntries: number;
@@ -225,8 +245,17 @@ export class BoundedCache<V> {
      * An expired entry is removed on the spot.
      */
     get(key: string, now_ms: number): V | undefined {
-        this.sketch?.increment(key);
         const node = this.nodes.get(key);
+        if (this.sketch !== null) {
+            let hash: KeyHash;
+            if (node !== undefined) hash = hashOf(node);
+            else {
+                hash = hashPair(key);
+                // The usual miss is followed by a put of the same key: it keeps the hash.
+                this.lastMissed = { key, hash };
+            }
+            this.sketch.incrementOf(hash);
+        }
         if (node === undefined) {
             this.misses++;
             return undefined;
@@ -274,7 +303,8 @@ export class BoundedCache<V> {
                 tags,
                 queue: this.sketch === null ? PROBATION : WINDOW,
                 prev: null,
-                next: null
+                next: null,
+                hash: this.lastMissed?.key === key ? this.lastMissed.hash : null
             };
             this.nodes.set(key, node);
             this.lists[node.queue].pushTail(node);
@@ -488,7 +518,7 @@ export class BoundedCache<V> {
                 continue;
             }
             candidates--;
-            if (sketch.frequency(candidate.key) > sketch.frequency(victim.key)) {
+            if (sketch.frequencyOf(hashOf(candidate)) > sketch.frequencyOf(hashOf(victim))) {
                 const next = victim.next;
                 this.evictNode(victim, now_ms);
                 victim = next;
@@ -539,7 +569,7 @@ export class BoundedCache<V> {
 export type PutResult = { ok: true } | { ok: false; error: PutError };
 
 /** Two independent 32-bit hashes of a string: FNV-1a over UTF-16 units, then murmur3's finaliser. */
-function hashPair(key: string): [number, number] {
+function hashPair(key: string): KeyHash {
     let h = 0x811c9dc5;
     for (let i = 0; i < key.length; i++) {
         h ^= key.charCodeAt(i);
