@@ -12,7 +12,6 @@
  * `--out FILE`. The codecs a migration uses are built on first use (tens of millions of
  * instructions, once per canister lifetime), so the migration's first messages carry that cost.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -23,7 +22,7 @@ import { deploySuite, emulatorOptions, type Suite } from '../scripts/lib/main_jo
 import type { _SERVICE as RouterService } from '../src/declarations/router/router.did';
 import { idlFactory as routerIdl } from '../src/declarations/router/router.did.js';
 import { application, user } from '../tests/integration/support';
-import { formatTable } from './core';
+import { argValue, reportOps } from './table';
 import type { BenchRow } from './core/types';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -42,11 +41,6 @@ const TARGETS: Record<string, number> = {
 interface Options {
     loans: number;
     samples: number;
-}
-
-function argValue(args: string[], flag: string): string | undefined {
-    const i = args.indexOf(flag);
-    return i >= 0 ? args[i + 1] : undefined;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -163,26 +157,12 @@ async function main(): Promise<void> {
     const out = resolve(argValue(args, '--out') ?? resolve(root, 'bench/results/factory_ops.json'));
     const started_ms = Date.now();
     const rows = await bench(options);
-    console.log(formatTable(rows));
-    console.error(`factory_ops: ${rows.length} figures in ${Date.now() - started_ms} ms`);
-    const failed = rows.filter((r) => r.target !== undefined && !r.target.pass);
-    await mkdir(dirname(out), { recursive: true });
-    await writeFile(
+    await reportOps(
+        'factory_ops',
         out,
-        JSON.stringify(
-            {
-                benchmark: 'factory_ops',
-                loans: options.loans,
-                samples: options.samples,
-                node: process.version,
-                generated_at: new Date().toISOString(),
-                figures: Object.fromEntries(rows.map((r) => [r.key, r.value])),
-                rows,
-                targets_failed: failed.map((r) => r.key)
-            },
-            null,
-            2
-        ) + '\n'
+        { loans: options.loans, samples: options.samples },
+        rows,
+        started_ms
     );
 }
 

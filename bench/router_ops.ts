@@ -14,7 +14,7 @@
  * `--wasm-dir DIR` to measure other builds (`DIR/<name>/<name>.wasm.gz`, e.g. a copy of `.azle`
  * taken before a change), `--out FILE`.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -32,7 +32,7 @@ import { ShardInit } from '../src/shared/shard_api';
 import type { ApiError, Loan, LoanUpdate, RoutingTable } from '../src/shared/types';
 import { APP, evenRanges, routerInitArg } from '../tests/integration/fixtures/router_fixture';
 import { ADMIN, application, FACTORY, user } from '../tests/integration/support';
-import { argValue, formatTable } from './table';
+import { argValue, reportOps } from './table';
 import type { BenchRow } from './core/types';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -269,27 +269,12 @@ async function main(): Promise<void> {
     const out = resolve(argValue(args, '--out') ?? resolve(root, 'bench/results/router_ops.json'));
     const started_ms = Date.now();
     const rows = await run(options);
-    console.log(formatTable(rows));
-    console.error(`router_ops: ${rows.length} figures in ${Date.now() - started_ms} ms`);
-    const failed = rows.filter((r) => r.target !== undefined && !r.target.pass);
-    await mkdir(dirname(out), { recursive: true });
-    await writeFile(
+    await reportOps(
+        'router_ops',
         out,
-        JSON.stringify(
-            {
-                benchmark: 'router_ops',
-                loans: options.loans,
-                batch: options.batch,
-                wasm_dir: options.wasmDir,
-                node: process.version,
-                generated_at: new Date().toISOString(),
-                figures: Object.fromEntries(rows.map((r) => [r.key, r.value])),
-                rows,
-                targets_failed: failed.map((r) => r.key)
-            },
-            null,
-            2
-        ) + '\n'
+        { loans: options.loans, batch: options.batch, wasm_dir: options.wasmDir },
+        rows,
+        started_ms
     );
 }
 

@@ -9,7 +9,7 @@
  * per operation (default 30), `--wasm-dir DIR` to measure other builds (`DIR/<name>/<name>.wasm.gz`,
  * e.g. a copy of `.azle` taken before a change), `--only shard|migration|router`, `--out FILE`.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -28,7 +28,7 @@ import { ShardInit } from '../src/shared/shard_api';
 import type { ApiError, Loan, SlotRange } from '../src/shared/types';
 import { APP, evenRanges, routerInitArg } from '../tests/integration/fixtures/router_fixture';
 import { ADMIN, application, FACTORY } from '../tests/integration/support';
-import { formatTable } from './core';
+import { argValue, reportOps } from './table';
 import type { BenchRow } from './core/types';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -46,11 +46,6 @@ function principalFrom(tag: number, n: number): Uint8Array {
     bytes[4] = tag;
     bytes[28] = 0x02;
     return bytes;
-}
-
-function argValue(args: string[], flag: string): string | undefined {
-    const i = args.indexOf(flag);
-    return i >= 0 ? args[i + 1] : undefined;
 }
 
 function ok<T>(result: { Ok: T } | { Err: ApiError }): T {
@@ -498,27 +493,12 @@ async function main(): Promise<void> {
     if (only !== 'router' && only !== 'migration') await benchShard(options, rows);
     if (only !== 'router' && only !== 'shard') await benchMigration(options, rows);
     if (only !== 'shard' && only !== 'migration') await benchRouter(options, rows);
-    console.log(formatTable(rows));
-    console.error(`shard_ops: ${rows.length} figures in ${Date.now() - started_ms} ms`);
-    const failed = rows.filter((r) => r.target !== undefined && !r.target.pass);
-    await mkdir(dirname(out), { recursive: true });
-    await writeFile(
+    await reportOps(
+        'shard_ops',
         out,
-        JSON.stringify(
-            {
-                benchmark: 'shard_ops',
-                loans: options.loans,
-                samples: options.samples,
-                wasm_dir: options.wasmDir,
-                node: process.version,
-                generated_at: new Date().toISOString(),
-                figures: Object.fromEntries(rows.map((r) => [r.key, r.value])),
-                rows,
-                targets_failed: failed.map((r) => r.key)
-            },
-            null,
-            2
-        ) + '\n'
+        { loans: options.loans, samples: options.samples, wasm_dir: options.wasmDir },
+        rows,
+        started_ms
     );
 }
 

@@ -5,8 +5,9 @@
 import { Principal, time } from 'azle';
 
 import { fromRanges, SlotMap, toRanges } from '../shared/slot_map';
-import type { RoutingTable, ShardInfo, ShardMetrics } from '../shared/types';
+import type { RoutingTable, ShardInfo } from '../shared/types';
 import { MAX_SHARDS } from '../shared/limits';
+import { emptyShardMetrics } from '../shared/shard_reply_codec';
 import { appendAudit, getSlotRanges, setSlotRanges, ShardRecord, shards } from './store';
 import type { ShardLoad } from '../shared/scaling_policy';
 
@@ -55,22 +56,6 @@ export function allShards(): ShardRecord[] {
     return shards.values(0, MAX_SHARDS);
 }
 
-export function emptyMetrics(): ShardMetrics {
-    return {
-        loan_count: 0n,
-        storage_used_bytes: 0n,
-        storage_percentage: 0,
-        message_count: 0n,
-        error_count: 0n,
-        avg_instructions_per_call: 0n,
-        max_instructions_per_call: 0n,
-        avg_response_time_ms: 0,
-        owned_slots: 0,
-        is_read_only: false,
-        collected_at: 0n
-    };
-}
-
 /** The Candid view of a shard; `slots` is its slot count in the current map. */
 /** What the scaling policy sees of a shard: its latest metrics (zero before the first poll). */
 export function shardLoadOf(r: ShardRecord): ShardLoad {
@@ -98,7 +83,7 @@ export function principalOf(text: string): Principal {
 }
 
 export function shardInfo(record: ShardRecord, slots: number): ShardInfo {
-    const metrics = record.metrics ?? emptyMetrics();
+    const metrics = record.metrics ?? emptyShardMetrics();
     return {
         shard_id: record.shard_id,
         canister_id: principalOf(record.canister_id),

@@ -17,8 +17,9 @@ import { Principal } from '@dfinity/principal';
 
 import { MigrationInfo, ScalabilityMetrics, ScalingAdvice } from './factory_api';
 import { candidPrefix, concatBytes, ValueReader } from './loan_codec';
+import { emptyShardMetrics } from './shard_reply_codec';
 import { asciiText, utf8Text } from './stable_keys';
-import { Result, RoutingTable, ShardInfo, type ShardMetrics, UnitResult } from './types';
+import { Result, RoutingTable, ShardInfo, UnitResult } from './types';
 
 /** A growable byte buffer for value bytes. */
 class Out {
@@ -377,20 +378,6 @@ export function decodeTextArg(arg: Uint8Array): string | undefined {
 /** A principal for samples (the encoding of the head does not depend on values). */
 export const SAMPLE_PRINCIPAL = Principal.anonymous();
 
-const SAMPLE_METRICS: ShardMetrics = {
-    loan_count: 0n,
-    storage_used_bytes: 0n,
-    storage_percentage: 0,
-    message_count: 0n,
-    error_count: 0n,
-    avg_instructions_per_call: 0n,
-    max_instructions_per_call: 0n,
-    avg_response_time_ms: 0,
-    owned_slots: 0,
-    is_read_only: false,
-    collected_at: 0n
-};
-
 const SAMPLE_SCALABILITY: ScalabilityMetrics = {
     total_shards: 0,
     active_shards: 0,
@@ -421,7 +408,7 @@ export const SAMPLE_SHARD_INFO: ShardInfo = {
     slot_count: 0,
     memory_size_bytes: 0n,
     cycles_balance: 0n,
-    performance_metrics: SAMPLE_METRICS
+    performance_metrics: emptyShardMetrics()
 };
 
 const SAMPLE_MIGRATION: MigrationInfo = {

@@ -323,24 +323,30 @@ const SAMPLE_STATS: ShardStats = {
     epoch: 0n
 };
 
-const SAMPLE_METRICS: ShardMetrics = {
-    loan_count: 0n,
-    storage_used_bytes: 0n,
-    storage_percentage: 0,
-    message_count: 0n,
-    error_count: 0n,
-    avg_instructions_per_call: 0n,
-    max_instructions_per_call: 0n,
-    avg_response_time_ms: 0,
-    owned_slots: 0,
-    is_read_only: false,
-    collected_at: 0n
-};
+/** Metrics of a shard never measured (all zero): also the codec's sample. */
+export function emptyShardMetrics(): ShardMetrics {
+    return {
+        loan_count: 0n,
+        storage_used_bytes: 0n,
+        storage_percentage: 0,
+        message_count: 0n,
+        error_count: 0n,
+        avg_instructions_per_call: 0n,
+        max_instructions_per_call: 0n,
+        avg_response_time_ms: 0,
+        owned_slots: 0,
+        is_read_only: false,
+        collected_at: 0n
+    };
+}
 
 /** `get_shard_stats`'s reply codec. */
 export const shardStatsCodec = new SmallRecordCodec<ShardStats>(ShardStats, SAMPLE_STATS);
 /** `get_shard_metrics`'s reply codec. */
-export const shardMetricsCodec = new SmallRecordCodec<ShardMetrics>(ShardMetrics, SAMPLE_METRICS);
+export const shardMetricsCodec = new SmallRecordCodec<ShardMetrics>(
+    ShardMetrics,
+    emptyShardMetrics()
+);
 
 /** `get_shard_stats`'s reply bytes for `result` (what `IDL.encode` writes). */
 export function encodeShardStatsReply(result: Res<ShardStats>): Uint8Array {
