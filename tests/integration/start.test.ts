@@ -9,13 +9,23 @@ import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { IDL } from '@dfinity/candid';
+
 import { identityFromPem } from '../../scripts/deploy';
 import { operatorKey, parseArgs } from '../../scripts/start';
-import { coverage, DEFAULT_MAIN_JOB, runMainJob, scaleOutLimit } from '../../scripts/lib/main_job';
+import {
+    coverage,
+    DEFAULT_MAIN_JOB,
+    okOutcome,
+    READ_OK,
+    runMainJob,
+    scaleOutLimit
+} from '../../scripts/lib/main_job';
 import { formatReport, reportJson, type Report } from '../../scripts/lib/report';
 import { Workload } from '../../scripts/lib/workload';
 import { slotOf } from '../../src/shared/hash';
 import { SLOT_COUNT } from '../../src/shared/limits';
+import { idlFactory as routerIdl } from '../../src/declarations/router/router.did.js';
 import { addShard } from '../../src/shared/slot_map';
 import type { RoutingTable } from '../../src/shared/types';
 import { principalOf } from './support';
@@ -131,6 +141,40 @@ describe('npm start (the main job), small workload', () => {
 });
 
 describe('main job helpers', () => {
+    it('tells an Ok dashboard or analytics reply from an error without decoding it', () => {
+        const service = routerIdl({ IDL });
+        const retTypes = (name: string): IDL.Type[] =>
+            (service._fields.find(([n]) => n === name)![1] as IDL.FuncClass).retTypes;
+        const farmer = principalOf('farmer');
+        const dashboard = {
+            farmer,
+            loans: [],
+            total_loans: 3n,
+            active_loans: 1n,
+            total_borrowed: 10n,
+            total_repaid: 2n,
+            outstanding_balance: 8n,
+            by_status: [{ status: { Active: null }, count: 1n }],
+            complete: true,
+            failed_shards: [],
+            generated_at: 5n
+        };
+        const ok = new Uint8Array(
+            IDL.encode(retTypes('get_farmer_dashboard_advanced'), [{ Ok: dashboard }])
+        );
+        const err = new Uint8Array(
+            IDL.encode(retTypes('get_farmer_dashboard_advanced'), [
+                { Err: { ShardUnavailable: { shard_id: 2, reason: 'breaker open' } } }
+            ])
+        );
+        const outcome = okOutcome('get_farmer_dashboard_advanced');
+        expect(outcome(ok)).toBe(READ_OK);
+        expect(outcome(err)).toBeUndefined();
+        // Another method's Ok reply (another type table) is left to IDL.decode.
+        expect(okOutcome('get_system_analytics')(ok)).toBeUndefined();
+        expect(outcome(ok.subarray(0, 8))).toBeUndefined();
+    });
+
     it('parses the flags and refuses bad ones', () => {
         const args = parseArgs([
             '--loans',
