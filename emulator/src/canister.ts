@@ -187,7 +187,7 @@ export class Canister {
     private snapshots: { buf: SnapshotBuffer | null; globals: (number | bigint)[] }[] = [];
     private readonly undo = new PageUndoLog(() => this.instance!);
     private run: RunState | null = null;
-    private memView: Uint8Array | null = null;
+    private memView: Uint8Array = new Uint8Array(0);
     private memOf: WebAssembly.Instance | null = null;
     private memory: WebAssembly.Memory | null = null;
 
@@ -313,12 +313,13 @@ export class Canister {
     /** A view of the heap, re-made only when the buffer changes (growth, new instance). */
     private mem(): Uint8Array {
         // `Instance.exports` is a slow getter: keep the memory object of the current instance.
+        // Growth detaches the old buffer, so a stale view reads as empty: only then ask for the
+        // buffer (a getter that costs more than a small host call's own work).
         if (this.memOf !== this.instance) {
             this.memOf = this.instance;
             this.memory = this.instance!.exports.memory as WebAssembly.Memory;
-        }
-        const buffer = this.memory!.buffer;
-        if (this.memView?.buffer !== buffer) this.memView = new Uint8Array(buffer);
+            this.memView = new Uint8Array(this.memory.buffer);
+        } else if (this.memView.length === 0) this.memView = new Uint8Array(this.memory!.buffer);
         return this.memView;
     }
 
@@ -682,11 +683,18 @@ export class Canister {
             },
             stable64_read: (dst: bigint, offset: bigint, size: bigint) => {
                 this.state('stable64_read', null);
+                const d = Number(dst);
                 const n = Number(size);
-                const view = this.heapView(Number(dst), n, 'stable64_read');
-                this.willWrite(Number(dst), n);
+                const m = this.mem();
+                if (d < 0 || n < 0 || d + n > m.length) {
+                    throw new CanisterTrap(
+                        'stable64_read: heap out of bounds',
+                        ErrorCode.CanisterContractViolation
+                    );
+                }
+                this.willWrite(d, n);
                 try {
-                    this.stable.readInto(BigInt.asUintN(64, offset), view, 0, n);
+                    this.stable.readInto(BigInt.asUintN(64, offset), m, d, n);
                 } catch {
                     throw new CanisterTrap(
                         'stable memory out of bounds',

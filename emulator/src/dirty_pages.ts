@@ -9,9 +9,12 @@
  *   `DIRTY_TABLE_EXPORT`): a non-null entry marks a page already saved in the current transaction;
  * - adds the import `__emu.save_pages(start: i32, length: i32)` (function indices after it shift by
  *   one everywhere: calls, `ref.func`, exports, elements, start);
- * - before every store (`i32/i64/f32/f64.store*`) inserts an inline check: if the page of
- *   `addr + offset` is unmarked, or the store crosses into the next page, call `save_pages`; the
- *   operands are stashed in fresh locals added to the function;
+ * - adds a mutable global (exported as `LAST_PAGE_EXPORT`): the last page a store found marked,
+ *   -1 when none; the host resets it whenever it clears marks;
+ * - before every store (`i32/i64/f32/f64.store*`) inserts an inline check: unless the page of
+ *   `addr + offset` is that last page and the store stays inside it, call a small added function
+ *   `store_slow(ea, width)`, which calls `save_pages` if the page is unmarked or the store crosses
+ *   into the next page, and otherwise caches the page; the operands are stashed in fresh locals;
  * - before `memory.copy` / `memory.fill` / `memory.init` calls a small added function
  *   `check(dst, n)` that calls `save_pages` unless the range's first and last pages are marked and
  *   it is at most a page long.
@@ -39,12 +42,17 @@ export const UNDO_PAGE_BYTES = 1 << UNDO_PAGE_SHIFT;
 export const UNDO_PAGE_COUNT = 2 ** (32 - UNDO_PAGE_SHIFT);
 /** Export name of the marks table the rewrite adds. */
 export const DIRTY_TABLE_EXPORT = '__emu_dirty_pages';
+/**
+ * Export name of the global the rewrite adds: the last page a store found marked (-1: none), so
+ * that a run of stores to one page skips the table. Clearing the marks must reset it to -1.
+ */
+export const LAST_PAGE_EXPORT = '__emu_dirty_last';
 /** Import module and name of the host function that saves pages. */
 export const SAVE_IMPORT_MODULE = '__emu';
 export const SAVE_IMPORT_NAME = 'save_pages';
 
 // Bump when the rewrite changes, so cached outputs of older versions are not reused.
-const CACHE_VERSION = 'dirty-pages-v1';
+const CACHE_VERSION = 'dirty-pages-v3';
 /** Bound on section and vector counts while parsing (a Wasm module has far fewer). */
 const MAX_ENTRIES = 10_000_000;
 /** Free page buffers kept for reuse (8 MiB); beyond that they are left to the GC. */
@@ -276,6 +284,10 @@ class ModuleRewriter {
     /** Parameter count of each function type (undefined for other types). */
     private readonly paramCounts: number[] = [];
     private funcImports = 0;
+    private globalImports = 0;
+    private definedGlobals = 0;
+    /** The added global caching the last page a store found marked. */
+    private lastGlobal = 0;
     private tableImports = 0;
     private definedTables = 0;
     /** Type index of each defined function. */
@@ -284,8 +296,8 @@ class ModuleRewriter {
     private saveType = 0;
     private saveImport = 0;
     private checkFunc = 0;
+    private storeSlowFunc = 0;
     private dirtyTable = 0;
-    private tableBytes: number[] = [];
 
     constructor(private readonly wasm: Uint8Array) {
         if (wasm.length < 8 || wasm[0] !== 0 || wasm[1] !== 0x61 || wasm[4] !== 1) {
@@ -329,7 +341,7 @@ class ModuleRewriter {
         replaced.set(SEC_IMPORT, this.importSection());
         replaced.set(SEC_FUNCTION, this.functionSection());
         replaced.set(SEC_TABLE, this.tableSection());
-        if (this.section(SEC_GLOBAL)) replaced.set(SEC_GLOBAL, this.globalSection());
+        replaced.set(SEC_GLOBAL, this.globalSection());
         replaced.set(SEC_EXPORT, this.exportSection());
         if (this.section(SEC_START)) replaced.set(SEC_START, this.startSection());
         if (this.section(SEC_ELEMENT)) replaced.set(SEC_ELEMENT, this.elementSection());
@@ -373,6 +385,7 @@ class ModuleRewriter {
                 } else if (kind === 3) {
                     r.byte();
                     r.byte();
+                    this.globalImports++;
                 } else throw new Unsupported(`import kind ${kind}`);
             }
         }
@@ -384,6 +397,8 @@ class ModuleRewriter {
         }
         const tables = this.section(SEC_TABLE);
         if (tables) this.definedTables = this.reader(tables).count();
+        const globals = this.section(SEC_GLOBAL);
+        if (globals) this.definedGlobals = this.reader(globals).count();
         const memory = this.section(SEC_MEMORY);
         if (memory) {
             const r = this.reader(memory);
@@ -397,8 +412,9 @@ class ModuleRewriter {
         this.saveType = this.typeCount;
         this.saveImport = this.funcImports;
         this.checkFunc = this.funcImports + 1 + this.funcTypes.length;
+        this.storeSlowFunc = this.checkFunc + 1;
         this.dirtyTable = this.tableImports + this.definedTables;
-        this.tableBytes = u32Bytes(this.dirtyTable);
+        this.lastGlobal = this.globalImports + this.definedGlobals;
     }
 
     /** Appends the type `(i32, i32) -> ()` of the import and the helper. */
@@ -435,8 +451,9 @@ class ModuleRewriter {
 
     private functionSection(): Uint8Array {
         const o = new Out();
-        o.u32(this.funcTypes.length + 1);
+        o.u32(this.funcTypes.length + 2);
         for (const t of this.funcTypes) o.u32(t);
+        o.u32(this.saveType);
         o.u32(this.saveType);
         return o.result();
     }
@@ -458,16 +475,20 @@ class ModuleRewriter {
         return o.result();
     }
 
+    /** Copies the globals (renumbering `ref.func`) and appends the last-marked-page cache. */
     private globalSection(): Uint8Array {
-        const r = this.reader(this.section(SEC_GLOBAL)!);
+        const s = this.section(SEC_GLOBAL);
+        const r = s ? this.reader(s) : null;
         const o = new Out();
-        const n = r.count();
-        o.u32(n);
-        for (let i = 0; i < n; i++) {
+        const n = r ? r.count() : 0;
+        o.u32(n + 1);
+        for (let i = 0; r && i < n; i++) {
             o.byte(r.byte());
             o.byte(r.byte());
             this.constExpr(r, o);
         }
+        // (global (mut i32) (i32.const -1)): -1 is no page.
+        o.all([T_I32, 1, 0x41, 0x7f, 0x0b]);
         return o.result();
     }
 
@@ -476,7 +497,7 @@ class ModuleRewriter {
         const s = this.section(SEC_EXPORT);
         const r = s ? this.reader(s) : null;
         const n = r ? r.count() : 0;
-        o.u32(n + 1);
+        o.u32(n + 2);
         for (let i = 0; r && i < n; i++) {
             const nameStart = r.pos;
             r.skipName();
@@ -491,6 +512,11 @@ class ModuleRewriter {
         o.all(name);
         o.byte(1);
         o.u32(this.dirtyTable);
+        const last = Buffer.from(LAST_PAGE_EXPORT);
+        o.u32(last.length);
+        o.all(last);
+        o.byte(3);
+        o.u32(this.lastGlobal);
         return o.result();
     }
 
@@ -555,7 +581,7 @@ class ModuleRewriter {
         const n = r.count();
         if (n !== this.funcTypes.length) throw new Unsupported('code and function counts differ');
         const o = new Out();
-        o.u32(n + 1);
+        o.u32(n + 2);
         const body = new Out();
         for (let i = 0; i < n; i++) {
             const size = r.u32();
@@ -567,10 +593,63 @@ class ModuleRewriter {
             o.span(body.bytes, 0, body.length);
             r.pos = end;
         }
-        const check = this.checkBody();
-        o.u32(check.length);
-        o.all(check);
+        for (const helper of [this.checkBody(), this.storeSlowBody()]) {
+            o.u32(helper.length);
+            o.all(helper);
+        }
         return o.result();
+    }
+
+    /**
+     * `store_slow(ea, width)`, out of line so that the inline check stays small: calls
+     * `save_pages` when the page of `ea` is unmarked or the store crosses into the next page;
+     * otherwise the page becomes the cached last marked page.
+     */
+    private storeSlowBody(): number[] {
+        const t = u32Bytes(this.dirtyTable);
+        const last = u32Bytes(this.lastGlobal);
+        return [
+            1,
+            1,
+            T_I32, // one local: the page
+            0x20,
+            0,
+            0x41,
+            UNDO_PAGE_SHIFT,
+            0x76, // i32.shr_u
+            0x22,
+            2, // local.tee $page
+            0x25,
+            ...t, // table.get
+            0xd1, // ref.is_null
+            0x20,
+            0,
+            0x41,
+            ...signedLeb(UNDO_PAGE_BYTES - 1),
+            0x71, // i32.and
+            0x41,
+            ...signedLeb(UNDO_PAGE_BYTES),
+            0x20,
+            1,
+            0x6b, // i32.sub: PAGE - width
+            0x4b, // i32.gt_u: crosses
+            0x72, // i32.or
+            0x04,
+            0x40, // if
+            0x20,
+            0,
+            0x20,
+            1,
+            0x10,
+            ...u32Bytes(this.saveImport),
+            0x05, // else
+            0x20,
+            2,
+            0x24,
+            ...last, // global.set $last
+            0x0b,
+            0x0b
+        ];
     }
 
     /**
@@ -702,13 +781,13 @@ class ModuleRewriter {
 
     /**
      * Code before a store of `width` bytes at `addr + offset` (stack: addr, value). Inline fast
-     * path: the first page is marked and the store does not cross into the next page; else
-     * `save_pages(ea, width)`. Ends with the store's operands back on the stack.
+     * path: the page is the last one found marked (a global) and the store does not cross into
+     * the next page; else `store_slow(ea, width)`. Ends with the store's operands on the stack.
      *
      *   local.set $value; local.tee $addr; [i32.const offset; i32.add; local.tee $ea]
-     *   i32.const SHIFT; i32.shr_u; table.get $marks; ref.is_null
+     *   i32.const SHIFT; i32.shr_u; global.get $last; i32.ne
      *   [local.get $ea; i32.const PAGE-1; i32.and; i32.const PAGE-width; i32.gt_u; i32.or]
-     *   if; local.get $ea; i32.const width; call $save_pages; end
+     *   if; local.get $ea; i32.const width; call $store_slow; end
      *   local.get $addr; local.get $value
      */
     private storeCheck(
@@ -733,7 +812,9 @@ class ModuleRewriter {
             o.byte(0x22);
             o.u32(ea);
         }
-        o.all([0x41, UNDO_PAGE_SHIFT, 0x76, 0x25, ...this.tableBytes, 0xd1]);
+        o.all([0x41, UNDO_PAGE_SHIFT, 0x76, 0x23]); // i32.shr_u; global.get
+        o.u32(this.lastGlobal);
+        o.byte(0x47); // i32.ne
         if (width > 1) {
             o.byte(0x20);
             o.u32(ea);
@@ -745,12 +826,12 @@ class ModuleRewriter {
             o.byte(0x4b); // i32.gt_u
             o.byte(0x72); // i32.or
         }
-        o.all([0x04, 0x40, 0x20]);
+        o.all([0x04, 0x40, 0x20]); // if; local.get $ea
         o.u32(ea);
         o.byte(0x41);
         o.s32(width);
         o.byte(0x10);
-        o.u32(this.saveImport);
+        o.u32(this.storeSlowFunc);
         o.byte(0x0b);
         o.byte(0x20);
         o.u32(addr);
@@ -966,14 +1047,22 @@ interface InstanceMarks {
     instance: WebAssembly.Instance | null;
     table: WebAssembly.Table | null;
     memory: WebAssembly.Memory | null;
+    /** The module's cache of the last page a store found marked (`LAST_PAGE_EXPORT`). */
+    last: WebAssembly.Global | null;
+    /** 1 when the page is marked (saved by the innermost level, or added since it began). */
     flags: Uint8Array;
     list: number[];
-    view: Uint8Array | null;
+    /** A view of the heap; a grown memory detaches it (length 0), which re-makes it. */
+    view: Uint8Array;
 }
 
-/** One open transaction: the old contents of the pages it wrote first, and the heap size then. */
+/**
+ * One open transaction: the old contents of the pages it wrote first (`copies[i]` is page
+ * `pages[i]`, each page at most once), and the heap size then.
+ */
 interface UndoLevel {
-    pages: Map<number, Uint8Array>;
+    pages: number[];
+    copies: Uint8Array[];
     sizeBytes: number;
 }
 
@@ -986,10 +1075,19 @@ export interface RolledBack {
 }
 
 const MARK = true;
+/** A transient flag bit while merging levels: the page is in the outer level's log. */
+const IN_OUTER = 2;
+const EMPTY_VIEW = new Uint8Array(0);
 
 /**
  * Undo logs of a canister's nested transactions over a tracked module's heap. `instanceImports`
  * gives a new instance its `__emu.save_pages`; `attach` binds the instance once created.
+ *
+ * Invariant: a page of the current instance is marked exactly when the innermost level saved it,
+ * or it lies beyond the heap size the level began with, or it was written outside any transaction.
+ * So a marked page needs no work and an unmarked one is not in the innermost log: no lookup per
+ * page. Closing a nested level re-marks the outer level's pages, and `attach` marks the innermost
+ * level's pages in a replacement instance.
  *
  * @example
  * const log = new PageUndoLog(() => instance);
@@ -1002,6 +1100,9 @@ export class PageUndoLog {
     private readonly levels: UndoLevel[] = [];
     private readonly marksOf = new WeakMap<WebAssembly.Instance, InstanceMarks>();
     private readonly pool: Uint8Array[] = [];
+    /** The marks of the instance `current()` returned last (host writes come in bursts). */
+    private lastInstance: WebAssembly.Instance | null = null;
+    private lastMarks: InstanceMarks | null = null;
     /** Pages saved since creation (for benchmarks and tests). */
     savedPages = 0;
 
@@ -1021,21 +1122,31 @@ export class PageUndoLog {
             instance: null,
             table: null,
             memory: null,
+            last: null,
             flags: new Uint8Array(UNDO_PAGE_COUNT),
             list: [],
-            view: null
+            view: EMPTY_VIEW
         };
         return {
             imports: { [SAVE_IMPORT_NAME]: (start, length) => this.save(marks, start, length) },
             attach: (instance) => {
                 const table = instance.exports[DIRTY_TABLE_EXPORT];
-                if (!(table instanceof WebAssembly.Table)) {
+                const last = instance.exports[LAST_PAGE_EXPORT];
+                if (
+                    !(table instanceof WebAssembly.Table) ||
+                    !(last instanceof WebAssembly.Global)
+                ) {
                     throw new Error('module was not rewritten by trackDirtyPages');
                 }
                 marks.instance = instance;
                 marks.table = table;
+                marks.last = last;
                 marks.memory = instance.exports.memory as WebAssembly.Memory;
                 this.marksOf.set(instance, marks);
+                // A replacement instance (a rollback that shrank the heap) inside an open
+                // transaction: its pages the level saved must not be saved again.
+                const top = this.levels[this.levels.length - 1];
+                if (top) for (const p of top.pages) mark(marks, p);
             }
         };
     }
@@ -1046,9 +1157,18 @@ export class PageUndoLog {
      * the heap saves nothing (the write traps before changing anything).
      */
     saveRange(start: number, length: number): void {
-        const marks = this.marksOf.get(this.current());
-        if (!marks) throw new Error('instance not attached to its undo log');
-        this.save(marks, start, length);
+        this.save(this.currentMarks(), start, length);
+    }
+
+    private currentMarks(): InstanceMarks {
+        const instance = this.current();
+        if (instance !== this.lastInstance || this.lastMarks === null) {
+            const marks = this.marksOf.get(instance);
+            if (!marks) throw new Error('instance not attached to its undo log');
+            this.lastInstance = instance;
+            this.lastMarks = marks;
+        }
+        return this.lastMarks;
     }
 
     private save(marks: InstanceMarks, start: number, length: number): void {
@@ -1058,33 +1178,36 @@ export class PageUndoLog {
         start >>>= 0;
         length >>>= 0;
         if (length === 0) return;
-        const mem = heap(marks);
+        const flags = marks.flags;
         const end = start + length;
+        const last = Math.floor((end - 1) / UNDO_PAGE_BYTES);
+        let p = start >>> UNDO_PAGE_SHIFT;
+        // Common case: every page already marked (pages past the table end read as undefined).
+        while (p <= last && flags[p] === 1) p++;
+        if (p > last) return;
+        const mem = heap(marks);
         if (end > mem.length) return;
         const level = this.levels[this.levels.length - 1];
-        const last = (end - 1) >>> UNDO_PAGE_SHIFT;
-        for (let p = start >>> UNDO_PAGE_SHIFT; p <= last; p++) {
-            if (marks.flags[p]) continue;
-            if (level && p * UNDO_PAGE_BYTES < level.sizeBytes && !level.pages.has(p)) {
+        for (; p <= last; p++) {
+            if (flags[p] === 1) continue;
+            if (level !== undefined && p * UNDO_PAGE_BYTES < level.sizeBytes) {
                 const copy = this.pool.pop() ?? new Uint8Array(UNDO_PAGE_BYTES);
                 copy.set(mem.subarray(p * UNDO_PAGE_BYTES, (p + 1) * UNDO_PAGE_BYTES));
-                level.pages.set(p, copy);
+                level.pages.push(p);
+                level.copies.push(copy);
                 this.savedPages++;
             }
-            marks.flags[p] = 1;
-            marks.list.push(p);
-            marks.table!.set(p, MARK);
+            mark(marks, p);
         }
     }
 
     /** Opens a (nested) transaction. */
     begin(): void {
-        const marks = this.marksOf.get(this.current());
-        if (!marks) throw new Error('instance not attached to its undo log');
+        const marks = this.currentMarks();
         // Marks of an outer level (or of writes outside any transaction) must not hide a page
         // from this level: every page is saved again on its first write here.
         clearMarks(marks);
-        this.levels.push({ pages: new Map(), sizeBytes: heap(marks).length });
+        this.levels.push({ pages: [], copies: [], sizeBytes: heap(marks).length });
     }
 
     /** Keeps the innermost transaction's writes; an outer level keeps its older copies. */
@@ -1092,10 +1215,25 @@ export class PageUndoLog {
         const top = this.levels.pop();
         if (!top) throw new Error('commit without a transaction');
         const outer = this.levels[this.levels.length - 1];
-        for (const [p, copy] of top.pages) {
-            if (outer && p * UNDO_PAGE_BYTES < outer.sizeBytes && !outer.pages.has(p)) {
-                outer.pages.set(p, copy);
-            } else this.release(copy);
+        if (!outer) {
+            for (const copy of top.copies) this.release(copy);
+            return;
+        }
+        // The inner level's pages stay marked; a page it saved goes to the outer log unless that
+        // has an older copy or the page is newer than the outer level.
+        const marks = this.currentMarks();
+        const flags = marks.flags;
+        for (const p of outer.pages) flags[p] |= IN_OUTER;
+        for (let i = 0; i < top.pages.length; i++) {
+            const p = top.pages[i];
+            if ((flags[p] & IN_OUTER) === 0 && p * UNDO_PAGE_BYTES < outer.sizeBytes) {
+                outer.pages.push(p);
+                outer.copies.push(top.copies[i]);
+            } else this.release(top.copies[i]);
+        }
+        for (const p of outer.pages) {
+            flags[p] &= ~IN_OUTER;
+            mark(marks, p);
         }
     }
 
@@ -1107,15 +1245,16 @@ export class PageUndoLog {
     rollback(): RolledBack {
         const top = this.levels.pop();
         if (!top) throw new Error('rollback without a transaction');
-        const marks = this.marksOf.get(this.current());
-        if (!marks) throw new Error('instance not attached to its undo log');
+        const marks = this.currentMarks();
         const mem = heap(marks);
-        for (const [p, copy] of top.pages) {
-            mem.set(copy, p * UNDO_PAGE_BYTES);
-            this.release(copy);
+        for (let i = 0; i < top.pages.length; i++) {
+            mem.set(top.copies[i], top.pages[i] * UNDO_PAGE_BYTES);
+            this.release(top.copies[i]);
         }
         clearMarks(marks);
-        return { sizeBytes: top.sizeBytes, restoredPages: top.pages.size };
+        const outer = this.levels[this.levels.length - 1];
+        if (outer) for (const p of outer.pages) mark(marks, p);
+        return { sizeBytes: top.sizeBytes, restoredPages: top.pages.length };
     }
 
     private release(copy: Uint8Array): void {
@@ -1124,9 +1263,17 @@ export class PageUndoLog {
 }
 
 function heap(marks: InstanceMarks): Uint8Array {
-    const buffer = marks.memory!.buffer;
-    if (marks.view?.buffer !== buffer) marks.view = new Uint8Array(buffer);
+    // Growth detaches the old buffer, so its view reads as empty: only then ask for the buffer
+    // (a getter that costs more than the rest of a save).
+    if (marks.view.length === 0) marks.view = new Uint8Array(marks.memory!.buffer);
     return marks.view;
+}
+
+function mark(marks: InstanceMarks, p: number): void {
+    if (marks.flags[p] === 1) return;
+    marks.flags[p] = 1;
+    marks.list.push(p);
+    marks.table!.set(p, MARK);
 }
 
 function clearMarks(marks: InstanceMarks): void {
@@ -1135,6 +1282,8 @@ function clearMarks(marks: InstanceMarks): void {
         marks.table!.set(p, null);
     }
     marks.list.length = 0;
+    // The module's cache may name a page just unmarked.
+    marks.last!.value = -1;
 }
 
 let trackingEnabled = true;

@@ -28,6 +28,30 @@ import { MANAGEMENT_METHODS } from './management_idl';
 import { StableMemory } from './stable_memory';
 import { decodeModule, exposeInternals, sha256 } from './wasm_binary';
 
+/** Texts of principals seen so far, by object: `toText` (CRC32 and base32) is hot in routing. */
+const PRINCIPAL_TEXTS = new WeakMap<object, string>();
+/** The same by bytes, for the fresh principal objects of each call (bounded: cleared when full). */
+const TEXTS_BY_BYTES = new Map<string, string>();
+const MAX_TEXTS_BY_BYTES = 65_536;
+
+/** `p.toText()`, computed once per principal (principals are immutable). */
+export function textOf(p: Principal): string {
+    let text = PRINCIPAL_TEXTS.get(p);
+    if (text !== undefined) return text;
+    const key = String.fromCharCode.apply(null, p.toUint8Array() as unknown as number[]);
+    text = TEXTS_BY_BYTES.get(key);
+    if (text === undefined) {
+        text = p.toText();
+        if (TEXTS_BY_BYTES.size >= MAX_TEXTS_BY_BYTES) TEXTS_BY_BYTES.clear();
+        TEXTS_BY_BYTES.set(key, text);
+    }
+    PRINCIPAL_TEXTS.set(p, text);
+    return text;
+}
+
+const MANAGEMENT_TEXT = MANAGEMENT_ID.toText();
+const CMC_TEXT = CMC_ID.toText();
+
 /** Message size and instruction limits of the IC (bytes / instructions). */
 export const LIMITS = {
     ingress_payload_bytes: 2 * 1024 * 1024,
@@ -216,9 +240,9 @@ export class Engine {
         this.onDebugPrint = options.onDebugPrint;
         this.host = {
             timeNs: () => this.timeNs,
-            isCanister: (p) => this.canisters.has(p.toText()),
+            isCanister: (p) => this.canisters.has(textOf(p)),
             requestLimit: (from, to) => this.requestLimit(from, to),
-            debugPrint: (c, t) => this.onDebugPrint?.(c.toText(), t),
+            debugPrint: (c, t) => this.onDebugPrint?.(textOf(c), t),
             subnetId: (i) => this.subnets[i].id,
             snapshots: new SnapshotPool(),
             createCanisterFee: CREATE_CANISTER_FEE,
@@ -244,7 +268,7 @@ export class Engine {
         for (const c of this.canisters.values()) {
             if (!c.code) continue;
             const wasm = this.moduleBytes.get(Buffer.from(c.code.moduleHash).toString('hex'));
-            if (!wasm) throw new Error(`setCountInstructions: module of ${c.id.toText()} not kept`);
+            if (!wasm) throw new Error(`setCountInstructions: module of ${textOf(c.id)} not kept`);
             c.switchBuild(this.loadCode(wasm));
         }
     }
@@ -259,14 +283,14 @@ export class Engine {
     }
 
     private subnetById(id: Principal): SubnetInfo {
-        const s = this.subnets.find((x) => x.id.toText() === id.toText());
-        if (!s) throw new Error(`no subnet ${id.toText()}`);
+        const s = this.subnets.find((x) => textOf(x.id) === textOf(id));
+        if (!s) throw new Error(`no subnet ${textOf(id)}`);
         return s;
     }
 
     private requestLimit(from: Principal, to: Principal): number {
         const a = this.subnetOf(from);
-        const b = to.toText() === MANAGEMENT_ID.toText() ? a : this.subnetOf(to);
+        const b = textOf(to) === MANAGEMENT_TEXT ? a : this.subnetOf(to);
         return a && b && a.index === b.index
             ? LIMITS.same_subnet_request_bytes
             : LIMITS.xnet_request_bytes;
@@ -274,8 +298,8 @@ export class Engine {
 
     /** Looks a canister up or throws. */
     canister(id: Principal): Canister {
-        const c = this.canisters.get(id.toText());
-        if (!c) throw new Error(`canister ${id.toText()} not found`);
+        const c = this.canisters.get(textOf(id));
+        if (!c) throw new Error(`canister ${textOf(id)} not found`);
         return c;
     }
 
@@ -292,12 +316,12 @@ export class Engine {
             if (subnet.nextIndex > subnet.rangeEnd)
                 throw new Error('subnet canister range exhausted');
             const next = canisterIdFromIndex(subnet.nextIndex++);
-            if (!this.canisters.has(next.toText()) && !this.isCmc(next)) id = next;
+            if (!this.canisters.has(textOf(next)) && !this.isCmc(next)) id = next;
         }
         if (id === undefined) throw new Error('no free canister id');
         const c = new Canister(id, subnet.index, controllers, cycles, this.host);
-        this.canisters.set(id.toText(), c);
-        this.queues.set(id.toText(), []);
+        this.canisters.set(textOf(id), c);
+        this.queues.set(textOf(id), []);
         return c;
     }
 
@@ -360,7 +384,7 @@ export class Engine {
             reject(
                 RejectCode.CANISTER_ERROR,
                 ErrorCode.CanisterInvalidWasm,
-                `Error from Canister ${c.id.toText()}: Canister's Wasm module is not valid: ${(e as Error).message}`
+                `Error from Canister ${textOf(c.id)}: Canister's Wasm module is not valid: ${(e as Error).message}`
             );
         let code: CodeInfo;
         try {
@@ -372,21 +396,21 @@ export class Engine {
             return reject(
                 RejectCode.SYS_TRANSIENT,
                 ErrorCode.CanisterOutOfCycles,
-                `Canister ${c.id.toText()} is out of cycles: installing code needs at least ${FEES.update_message} cycles`
+                `Canister ${textOf(c.id)} is out of cycles: installing code needs at least ${FEES.update_message} cycles`
             );
         }
         if (mode === 'install' && c.hasCode) {
             return reject(
                 RejectCode.CANISTER_ERROR,
                 ErrorCode.CanisterNonEmpty,
-                `Canister ${c.id.toText()} cannot be installed because the canister is not empty. Try installing with mode='reinstall' instead.`
+                `Canister ${textOf(c.id)} cannot be installed because the canister is not empty. Try installing with mode='reinstall' instead.`
             );
         }
         if (mode === 'upgrade' && !c.hasCode) {
             return reject(
                 RejectCode.DESTINATION_INVALID,
                 ErrorCode.CanisterWasmModuleNotFound,
-                `Error from Canister ${c.id.toText()}: Attempted to execute a message, but the canister contains no Wasm module.`
+                `Error from Canister ${textOf(c.id)}: Attempted to execute a message, but the canister contains no Wasm module.`
             );
         }
         const old = {
@@ -560,7 +584,7 @@ export class Engine {
                 )
             };
         }
-        const isMgmt = canisterId.toText() === MANAGEMENT_ID.toText();
+        const isMgmt = textOf(canisterId) === MANAGEMENT_TEXT;
         let subnet = 0;
         if (isMgmt) {
             if (
@@ -580,7 +604,7 @@ export class Engine {
                 ? this.subnetById(effectiveSubnet).index
                 : this.effectiveSubnet(method, arg);
         } else {
-            const c = this.canisters.get(canisterId.toText());
+            const c = this.canisters.get(textOf(canisterId));
             if (c) {
                 subnet = c.subnetIndex;
                 const r = this.inspect(c, sender, method, arg);
@@ -640,7 +664,7 @@ export class Engine {
             return reject(
                 RejectCode.CANISTER_REJECT,
                 ErrorCode.CanisterRejectedMessage,
-                `Error from Canister ${c.id.toText()}: Canister rejected the message`
+                `Error from Canister ${textOf(c.id)}: Canister rejected the message`
             );
         }
         return null;
@@ -683,13 +707,13 @@ export class Engine {
                 )
             };
         }
-        const c = this.canisters.get(canisterId.toText());
+        const c = this.canisters.get(textOf(canisterId));
         if (!c) {
             return {
                 reject: reject(
                     RejectCode.DESTINATION_INVALID,
                     ErrorCode.CanisterNotFound,
-                    `Canister ${canisterId.toText()} not found`
+                    `Canister ${textOf(canisterId)} not found`
                 )
             };
         }
@@ -714,7 +738,7 @@ export class Engine {
                 reject: reject(
                     RejectCode.DESTINATION_INVALID,
                     ErrorCode.CanisterMethodNotFound,
-                    `Error from Canister ${c.id.toText()}: Canister has no query method '${method}'.`
+                    `Error from Canister ${textOf(c.id)}: Canister has no query method '${method}'.`
                 )
             };
         }
@@ -740,7 +764,7 @@ export class Engine {
             let response = r.response;
             let lastTrap: ExecResult | null = null;
             const calls = [...r.calls];
-            const callStack = [...stack, c.id.toText()];
+            const callStack = [...stack, textOf(c.id)];
             // Calls run synchronously, each followed by its callback; bounded by depth and count.
             while (calls.length > 0) {
                 const call = calls.shift()!;
@@ -753,7 +777,7 @@ export class Engine {
                         reject: reject(
                             RejectCode.CANISTER_ERROR,
                             ErrorCode.QueryCallGraphTooDeep,
-                            `Error from Canister ${c.id.toText()}: composite query call graph too large or too deep`
+                            `Error from Canister ${textOf(c.id)}: composite query call graph too large or too deep`
                         )
                     };
                 }
@@ -819,7 +843,7 @@ export class Engine {
                     reject: reject(
                         RejectCode.CANISTER_ERROR,
                         ErrorCode.QueryCallGraphTotalInstructionLimitExceeded,
-                        `Error from Canister ${c.id.toText()}: the composite query call graph exceeded the limit of ${LIMITS.query_instructions} instructions.`
+                        `Error from Canister ${textOf(c.id)}: the composite query call graph exceeded the limit of ${LIMITS.query_instructions} instructions.`
                     )
                 };
             }
@@ -830,7 +854,7 @@ export class Engine {
                         : reject(
                               RejectCode.CANISTER_ERROR,
                               ErrorCode.CanisterDidNotReply,
-                              `Error from Canister ${c.id.toText()}: Canister did not reply to the call`
+                              `Error from Canister ${textOf(c.id)}: Canister did not reply to the call`
                           )
                 };
             }
@@ -854,13 +878,13 @@ export class Engine {
         stack: string[],
         budget: { calls: number; instructions: bigint }
     ): { reply: Uint8Array } | { reject: Reject } {
-        const target = this.canisters.get(call.callee.toText());
+        const target = this.canisters.get(textOf(call.callee));
         if (!target) {
             return {
                 reject: reject(
                     RejectCode.DESTINATION_INVALID,
                     ErrorCode.CanisterNotFound,
-                    `Canister ${call.callee.toText()} not found`
+                    `Canister ${textOf(call.callee)} not found`
                 )
             };
         }
@@ -869,7 +893,7 @@ export class Engine {
                 reject: reject(
                     RejectCode.CANISTER_ERROR,
                     ErrorCode.CanisterContractViolation,
-                    `Error from Canister ${caller.id.toText()}: Composite query cannot be used to call canisters on other subnets (${call.callee.toText()})`
+                    `Error from Canister ${textOf(caller.id)}: Composite query cannot be used to call canisters on other subnets (${textOf(call.callee)})`
                 )
             };
         }
@@ -926,7 +950,7 @@ export class Engine {
                 this.handleCmc(m);
             }
             for (const c of [...this.canisters.values()]) {
-                const q = this.queues.get(c.id.toText());
+                const q = this.queues.get(textOf(c.id));
                 if (!q || q.length === 0) continue;
                 const batch = q.splice(0);
                 worked = true;
@@ -949,7 +973,7 @@ export class Engine {
     }
 
     private enqueue(msg: Message): void {
-        if (msg.to.toText() === MANAGEMENT_ID.toText() && msg.type === 'request') {
+        if (textOf(msg.to) === MANAGEMENT_TEXT && msg.type === 'request') {
             this.mgmtQueues[msg.subnet].push(msg);
             return;
         }
@@ -957,7 +981,7 @@ export class Engine {
             this.cmcQueue.push(msg);
             return;
         }
-        const q = this.queues.get(msg.to.toText());
+        const q = this.queues.get(textOf(msg.to));
         if (!q) {
             if (msg.type === 'request') {
                 this.rejectRequest(
@@ -965,7 +989,7 @@ export class Engine {
                     reject(
                         RejectCode.DESTINATION_INVALID,
                         ErrorCode.CanisterNotFound,
-                        `Canister ${msg.to.toText()} not found`
+                        `Canister ${textOf(msg.to)} not found`
                     )
                 );
             }
@@ -977,7 +1001,7 @@ export class Engine {
                 reject(
                     RejectCode.SYS_TRANSIENT,
                     ErrorCode.CanisterQueueFull,
-                    `Canister ${msg.to.toText()} input queue is full`
+                    `Canister ${textOf(msg.to)} input queue is full`
                 )
             );
             return;
@@ -1046,7 +1070,7 @@ export class Engine {
                               )
                           }
             };
-            const delay = from ? (this.delays.get(from.toText()) ?? 0) : 0;
+            const delay = from ? (this.delays.get(textOf(from)) ?? 0) : 0;
             if (delay > 0) {
                 this.delayedIngress.push({
                     round: this.round + delay,
@@ -1059,7 +1083,7 @@ export class Engine {
             return;
         }
         if (origin.kind !== 'canister') return;
-        const extra = from ? (this.delays.get(from.toText()) ?? 0) : 0;
+        const extra = from ? (this.delays.get(textOf(from)) ?? 0) : 0;
         this.route(
             {
                 type: 'response',
@@ -1076,7 +1100,7 @@ export class Engine {
 
     /** Reject for a canister that cannot take new messages (missing code, stopped, out of cycles). */
     private admissionReject(c: Canister, replicated: boolean): Reject | null {
-        const id = c.id.toText();
+        const id = textOf(c.id);
         if (c.status === 'stopped') {
             return reject(
                 RejectCode.CANISTER_ERROR,
@@ -1165,7 +1189,7 @@ export class Engine {
                     reject(
                         RejectCode.CANISTER_ERROR,
                         ErrorCode.CompositeQueryCalledInReplicatedMode,
-                        `Error from Canister ${c.id.toText()}: Composite query cannot be called in replicated mode`
+                        `Error from Canister ${textOf(c.id)}: Composite query cannot be called in replicated mode`
                     )
                 );
                 return;
@@ -1175,7 +1199,7 @@ export class Engine {
                     reject(
                         RejectCode.DESTINATION_INVALID,
                         ErrorCode.CanisterMethodNotFound,
-                        `Error from Canister ${c.id.toText()}: Canister has no update method '${m.method}'.`
+                        `Error from Canister ${textOf(c.id)}: Canister has no update method '${m.method}'.`
                     )
                 );
                 return;
@@ -1190,7 +1214,7 @@ export class Engine {
                     reject(
                         RejectCode.SYS_TRANSIENT,
                         ErrorCode.CanisterOutOfCycles,
-                        `Canister ${c.id.toText()} is out of cycles`
+                        `Canister ${textOf(c.id)} is out of cycles`
                     )
                 );
                 return;
@@ -1310,9 +1334,9 @@ export class Engine {
         entry: string | [number, number],
         ctx: ExecContext
     ): ExecResult {
-        const n = this.traps.get(c.id.toText()) ?? 0;
+        const n = this.traps.get(textOf(c.id)) ?? 0;
         if (n > 0) {
-            this.traps.set(c.id.toText(), n - 1);
+            this.traps.set(textOf(c.id), n - 1);
             return {
                 trap: { message: 'injected fault', error_code: ErrorCode.CanisterCalledTrap },
                 response: null,
@@ -1345,7 +1369,7 @@ export class Engine {
                 : reject(
                       RejectCode.CANISTER_ERROR,
                       ErrorCode.CanisterDidNotReply,
-                      `Error from Canister ${c.id.toText()}: Canister did not produce a response`
+                      `Error from Canister ${textOf(c.id)}: Canister did not produce a response`
                   );
             this.answer(
                 cc.origin,
@@ -1365,14 +1389,14 @@ export class Engine {
         const t = r.trap!;
         const msg =
             t.error_code === ErrorCode.CanisterCalledTrap
-                ? `Error from Canister ${c.id.toText()}: Canister called \`ic0.trap\` with message: '${t.message}'`
-                : `Error from Canister ${c.id.toText()}: Canister trapped: ${t.message}`;
+                ? `Error from Canister ${textOf(c.id)}: Canister called \`ic0.trap\` with message: '${t.message}'`
+                : `Error from Canister ${textOf(c.id)}: Canister trapped: ${t.message}`;
         return reject(RejectCode.CANISTER_ERROR, t.error_code, msg);
     }
 
     private sendCall(c: Canister, call: OutgoingCall): void {
         c.registerCallback(call.callback);
-        const toMgmt = call.callee.toText() === MANAGEMENT_ID.toText();
+        const toMgmt = textOf(call.callee) === MANAGEMENT_TEXT;
         const target = toMgmt
             ? this.mgmtSubnetFor(c, call)
             : this.subnetIndexOf(call.callee, c.subnetIndex);
@@ -1400,7 +1424,7 @@ export class Engine {
 
     /** Whether `p` is the emulated CMC (when enabled). */
     isCmc(p: Principal): boolean {
-        return this.cmcEnabled && p.toText() === CMC_ID.toText();
+        return this.cmcEnabled && textOf(p) === CMC_TEXT;
     }
 
     private runDueCmcWork(): void {
@@ -1524,26 +1548,26 @@ export class Engine {
     }
 
     private isController(c: Canister, p: Principal): boolean {
-        return c.controllers.some((x) => x.toText() === p.toText());
+        return c.controllers.some((x) => textOf(x) === textOf(p));
     }
 
     private notController(c: Canister, caller: Principal): Reject {
         return reject(
             RejectCode.CANISTER_ERROR,
             ErrorCode.CanisterInvalidController,
-            `Only the controllers of the canister ${c.id.toText()} can control it.\nCanister's controllers: ${c.controllers.map((x) => x.toText()).join(' ')}\nSender's ID: ${caller.toText()}`
+            `Only the controllers of the canister ${textOf(c.id)} can control it.\nCanister's controllers: ${c.controllers.map((x) => textOf(x)).join(' ')}\nSender's ID: ${textOf(caller)}`
         );
     }
 
     private target(id: unknown): Canister | Reject {
         const p = id as Principal;
-        const c = this.canisters.get(p.toText());
+        const c = this.canisters.get(textOf(p));
         return (
             c ??
             reject(
                 RejectCode.DESTINATION_INVALID,
                 ErrorCode.CanisterNotFound,
-                `Canister ${p.toText()} not found`
+                `Canister ${textOf(p)} not found`
             )
         );
     }
@@ -1559,10 +1583,7 @@ export class Engine {
         const controlled = (key = 'canister_id', allowSelf = false): Canister | Reject => {
             const t = this.target(a[key]);
             if (!(t instanceof Canister)) return t;
-            if (
-                !this.isController(t, caller) &&
-                !(allowSelf && t.id.toText() === caller.toText())
-            ) {
+            if (!this.isController(t, caller) && !(allowSelf && textOf(t.id) === textOf(caller))) {
                 return this.notController(t, caller);
             }
             return t;
@@ -1592,14 +1613,14 @@ export class Engine {
                         return reject(
                             RejectCode.CANISTER_REJECT,
                             ErrorCode.CanisterNotHostedBySubnet,
-                            `Specified CanisterId ${specified.toText()} is not hosted by any subnet`
+                            `Specified CanisterId ${textOf(specified)} is not hosted by any subnet`
                         );
                     }
-                    if (this.canisters.has(specified.toText())) {
+                    if (this.canisters.has(textOf(specified))) {
                         return reject(
                             RejectCode.SYS_TRANSIENT,
                             ErrorCode.CanisterIdAlreadyExists,
-                            `Canister ${specified.toText()} is already installed.`
+                            `Canister ${textOf(specified)} is already installed.`
                         );
                     }
                     subnet = home;
@@ -1678,7 +1699,7 @@ export class Engine {
                     return reject(
                         RejectCode.CANISTER_REJECT,
                         ErrorCode.CanisterRejectedMessage,
-                        `Wasm chunk store of ${t.id.toText()} is full (${LIMITS.max_chunks} chunks)`
+                        `Wasm chunk store of ${textOf(t.id)} is full (${LIMITS.max_chunks} chunks)`
                     );
                 }
                 t.chunkStore.set(key, new Uint8Array(chunk));
@@ -1708,13 +1729,13 @@ export class Engine {
                 const storeId = (unopt(a.store_canister) as Principal | undefined) ?? t.id;
                 const store = this.target(storeId);
                 if (!(store instanceof Canister)) return store;
-                if (!this.isController(store, caller) && store.id.toText() !== caller.toText())
+                if (!this.isController(store, caller) && textOf(store.id) !== textOf(caller))
                     return this.notController(store, caller);
                 if (store.subnetIndex !== t.subnetIndex) {
                     return reject(
                         RejectCode.CANISTER_REJECT,
                         ErrorCode.CanisterRejectedMessage,
-                        `The store canister ${store.id.toText()} must be on the same subnet as the target canister ${t.id.toText()}`
+                        `The store canister ${textOf(store.id)} must be on the same subnet as the target canister ${textOf(t.id)}`
                     );
                 }
                 const parts: Uint8Array[] = [];
@@ -1724,7 +1745,7 @@ export class Engine {
                         return reject(
                             RejectCode.CANISTER_REJECT,
                             ErrorCode.CanisterRejectedMessage,
-                            `Chunk ${Buffer.from(h.hash).toString('hex')} is not in the chunk store of ${store.id.toText()}`
+                            `Chunk ${Buffer.from(h.hash).toString('hex')} is not in the chunk store of ${textOf(store.id)}`
                         );
                     }
                     parts.push(chunk);
@@ -1777,15 +1798,15 @@ export class Engine {
                 const t = controlled();
                 if (!(t instanceof Canister)) return t;
                 if (t.status === 'stopping') {
-                    for (const w of this.stopWaiters.get(t.id.toText()) ?? []) {
+                    for (const w of this.stopWaiters.get(textOf(t.id)) ?? []) {
                         w.reply({
                             reject: {
                                 code: RejectCode.CANISTER_ERROR,
-                                message: `Canister ${t.id.toText()}'s stop request was cancelled`
+                                message: `Canister ${textOf(t.id)}'s stop request was cancelled`
                             }
                         });
                     }
-                    this.stopWaiters.delete(t.id.toText());
+                    this.stopWaiters.delete(textOf(t.id));
                 }
                 t.status = 'running';
                 ok([]);
@@ -1799,7 +1820,7 @@ export class Engine {
                     return null;
                 }
                 t.status = 'stopping';
-                const list = this.stopWaiters.get(t.id.toText()) ?? [];
+                const list = this.stopWaiters.get(textOf(t.id)) ?? [];
                 list.push({
                     reply: (r) =>
                         'reply' in r
@@ -1812,7 +1833,7 @@ export class Engine {
                                   )
                               )
                 });
-                this.stopWaiters.set(t.id.toText(), list);
+                this.stopWaiters.set(textOf(t.id), list);
                 return null;
             }
             case 'uninstall_code': {
@@ -1829,13 +1850,13 @@ export class Engine {
                     return reject(
                         RejectCode.CANISTER_ERROR,
                         ErrorCode.CanisterNotStopped,
-                        `Canister ${t.id.toText()} must be stopped before it is deleted.`
+                        `Canister ${textOf(t.id)} must be stopped before it is deleted.`
                     );
                 }
-                const queued = this.queues.get(t.id.toText()) ?? [];
-                this.canisters.delete(t.id.toText());
-                this.queues.delete(t.id.toText());
-                this.stopWaiters.delete(t.id.toText());
+                const queued = this.queues.get(textOf(t.id)) ?? [];
+                this.canisters.delete(textOf(t.id));
+                this.queues.delete(textOf(t.id));
+                this.stopWaiters.delete(textOf(t.id));
                 // Requests still queued for the deleted canister are answered, never lost.
                 for (const q of queued) {
                     if (q.type === 'request') {
@@ -1844,7 +1865,7 @@ export class Engine {
                             reject(
                                 RejectCode.DESTINATION_INVALID,
                                 ErrorCode.CanisterNotFound,
-                                `Canister ${t.id.toText()} not found`
+                                `Canister ${textOf(t.id)} not found`
                             )
                         );
                     }
@@ -1917,12 +1938,12 @@ export class Engine {
 
     /** Responses produced by the canister take `rounds` extra rounds. */
     setDelay(id: Principal, rounds: number): void {
-        this.delays.set(id.toText(), Math.max(0, Math.floor(rounds)));
+        this.delays.set(textOf(id), Math.max(0, Math.floor(rounds)));
     }
 
     /** The canister's next `n` messages trap before running. */
     injectTraps(id: Principal, n: number): void {
-        this.traps.set(id.toText(), Math.max(0, Math.floor(n)));
+        this.traps.set(textOf(id), Math.max(0, Math.floor(n)));
     }
 
     private record(
@@ -1938,10 +1959,10 @@ export class Engine {
         if (this.trace.length >= this.traceCapacity) this.trace.shift();
         this.trace.push({
             round: this.round,
-            canister: c ? c.id.toText() : MANAGEMENT_ID.toText(),
+            canister: c ? textOf(c.id) : MANAGEMENT_TEXT,
             method,
             kind,
-            caller: caller.toText(),
+            caller: textOf(caller),
             instructions,
             outcome,
             ...(detail ? { detail } : {})

@@ -27,6 +27,8 @@ interface UndoLog {
     created: Set<number>;
     chunks: Map<number, Uint8Array>;
     size_pages: number;
+    /** The chunk saved or found saved last (-1: none). */
+    lastChunk: number;
 }
 
 /** Saves the chunks of `page` that `[inPage, inPage + n)` touches and the log has not saved. */
@@ -34,10 +36,20 @@ function saveChunks(log: UndoLog, page: number, p: Uint8Array, inPage: number, n
     const last = Math.floor((inPage + n - 1) / UNDO_CHUNK_BYTES);
     for (let k = Math.floor(inPage / UNDO_CHUNK_BYTES); k <= last; k++) {
         const chunk = page * CHUNKS_PER_PAGE + k;
+        // Writes come in runs to one chunk (a B-tree node): skip the lookup for the last one.
+        if (chunk === log.lastChunk) continue;
         if (!log.chunks.has(chunk)) {
             log.chunks.set(chunk, p.slice(k * UNDO_CHUNK_BYTES, (k + 1) * UNDO_CHUNK_BYTES));
         }
+        log.lastChunk = chunk;
     }
+}
+
+/** Up to this many bytes a loop copies faster than `set` over a new `subarray`. */
+const SMALL_COPY_BYTES = 32;
+
+function copySmall(src: Uint8Array, from: number, dst: Uint8Array, to: number, n: number): void {
+    for (let i = 0; i < n; i++) dst[to + i] = src[from + i];
 }
 
 export class StableMemory {
@@ -90,8 +102,9 @@ export class StableMemory {
             const inPage = pos % PAGE_SIZE_BYTES;
             const n = Math.min(size - done, PAGE_SIZE_BYTES - inPage);
             const p = this.pages.get(page);
-            if (p) dest.set(p.subarray(inPage, inPage + n), destOffset + done);
-            else dest.fill(0, destOffset + done, destOffset + done + n);
+            if (!p) dest.fill(0, destOffset + done, destOffset + done + n);
+            else if (n <= SMALL_COPY_BYTES) copySmall(p, inPage, dest, destOffset + done, n);
+            else dest.set(p.subarray(inPage, inPage + n), destOffset + done);
             done += n;
             pos += n;
         }
@@ -115,7 +128,8 @@ export class StableMemory {
                 p = new Uint8Array(PAGE_SIZE_BYTES);
                 this.pages.set(page, p);
             }
-            p.set(data.subarray(done, done + n), inPage);
+            if (n <= SMALL_COPY_BYTES) copySmall(data, done, p, inPage, n);
+            else p.set(data.subarray(done, done + n), inPage);
             done += n;
             pos += n;
         }
@@ -125,7 +139,12 @@ export class StableMemory {
     begin(): void {
         if (this.undo.length >= MAX_NESTING)
             throw new Error('stable memory transactions nested too deep');
-        this.undo.push({ created: new Set(), chunks: new Map(), size_pages: this.sizePages });
+        this.undo.push({
+            created: new Set(),
+            chunks: new Map(),
+            size_pages: this.sizePages,
+            lastChunk: -1
+        });
     }
 
     /** Closes the innermost transaction keeping its writes (the parent can still undo them). */

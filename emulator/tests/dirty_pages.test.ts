@@ -328,6 +328,66 @@ describe('dirty-page rewrite of a hand-assembled module', () => {
         expectSameBytes(t.heap(), before);
     });
 
+    it('saves a page once per level, also after an inner level closes', () => {
+        const t = tracked(spec);
+        const [a, b, c] = [10, 20, 30].map((p) => p * UNDO_PAGE_BYTES);
+        const before = t.heap().slice();
+        t.log.begin();
+        t.fn('st_i32.store')(a, 1);
+        expect(t.log.savedPages).toBe(1);
+        t.log.begin();
+        t.fn('st_i32.store')(a, 2); // the inner level saves its own copy
+        t.fn('st_i32.store')(b, 3);
+        expect(t.log.savedPages).toBe(3);
+        t.log.rollback();
+        t.fn('st_i32.store')(a + 8, 4); // still saved by the outer level
+        expect(t.log.savedPages).toBe(3);
+        t.log.begin();
+        t.fn('st_i32.store')(c, 5);
+        expect(t.log.savedPages).toBe(4);
+        t.log.commit();
+        // Pages of both levels are now the outer level's: no new copies.
+        for (const addr of [a + 12, b + 12, c + 12]) t.fn('st_i32.store')(addr, 6);
+        expect(t.log.savedPages).toBe(5); // b: the inner level that saved it was rolled back
+        t.log.rollback();
+        expectSameBytes(t.heap(), before);
+    });
+
+    it('marks the saved pages of the open level in a replacement instance', () => {
+        // As a canister whose inner level grew the heap and trapped: the outer level goes on in a
+        // fresh instance holding the restored heap.
+        const module = compiled(spec).tracked;
+        let instance!: WebAssembly.Instance;
+        const log = new PageUndoLog(() => instance);
+        const start = () => {
+            const marks = log.instanceImports();
+            instance = new WebAssembly.Instance(module, { __emu: marks.imports });
+            marks.attach(instance);
+            return instance;
+        };
+        const heapOf = (i: WebAssembly.Instance) =>
+            new Uint8Array((i.exports.memory as WebAssembly.Memory).buffer);
+        const store = (addr: number, v: number) =>
+            (instance.exports['st_i32.store'] as Fn)(addr, v);
+        const first = start();
+        const before = heapOf(first).slice();
+        const a = 10 * UNDO_PAGE_BYTES;
+        log.begin();
+        store(a, 1);
+        log.begin();
+        store(a + 4, 2);
+        (instance.exports.grow as Fn)(1);
+        const { sizeBytes } = log.rollback();
+        expect(heapOf(first).length).toBeGreaterThan(sizeBytes);
+        const restored = heapOf(first).slice(0, sizeBytes);
+        heapOf(start()).set(restored);
+        const saved = log.savedPages;
+        store(a + 8, 3); // page `a` is in the outer log: not saved again from the new heap
+        expect(log.savedPages).toBe(saved);
+        log.rollback();
+        expectSameBytes(heapOf(instance), before);
+    });
+
     it('matches full snapshots on random writes, nested transactions and traps', () => {
         type Step =
             | { kind: 'store'; s: number; addr: number; offset: boolean }
