@@ -17,7 +17,15 @@ import {
 } from '../shared/circuit_breaker';
 import { SHARD_METHODS, ShardMethod, type ShardLoanPage } from '../shared/shard_api';
 import { isBreakerFailure, nsToMs } from '../shared/router_plan';
-import { concatBytes, encodeLoanValue, okLoanPrefix } from '../shared/loan_codec';
+import {
+    concatBytes,
+    encodeLoanValue,
+    encodePrincipalPageArgs,
+    loanViewOf,
+    okLoanPrefix,
+    type LoanViewPage,
+    type PageArgs
+} from '../shared/loan_codec';
 import {
     ArgsCodec,
     decodeOkLoanPageReply,
@@ -140,17 +148,18 @@ export function recordOutcome(shard_id: number, success: boolean, latency_ms: nu
             last_sample_at_ms: now_ms
         });
     }
+    // A BigInt sum allocates: a success leaves the failure counts as they are.
     const counters = countersOf(shard_id);
     shardCounters.defer(shard_id, {
         ...counters,
         requests: counters.requests + 1n,
-        failures: counters.failures + (success ? 0n : 1n)
+        failures: success ? counters.failures : counters.failures + 1n
     });
     const total = getCounters();
     setCounters({
         ...total,
         total_requests: total.total_requests + 1n,
-        failed_requests: total.failed_requests + (success ? 0n : 1n)
+        failed_requests: success ? total.failed_requests : total.failed_requests + 1n
     });
 }
 
@@ -250,26 +259,25 @@ export function replyLoan(result: Res<Uint8Array>): void {
 }
 
 /** Hand encoders of the fan-out's arguments (built at load: a query's heap is discarded). */
-const PAGE_SAMPLE = [Principal.anonymous(), [], []];
 const ARGS_CODECS = new Map<ShardMethod, ArgsCodec>([
-    ['get_loans_by_borrower', new ArgsCodec(SHARD_METHODS.get_loans_by_borrower.args, PAGE_SAMPLE)],
-    ['get_loans_by_investor', new ArgsCodec(SHARD_METHODS.get_loans_by_investor.args, PAGE_SAMPLE)],
     ['get_shard_stats', new ArgsCodec(SHARD_METHODS.get_shard_stats.args, [])]
 ]);
 
 /**
  * Calls `method` on a shard with the reply taken as bytes: through the breaker with `fill` (update
- * context, like `callShard`), else read-only like `peekShard`. `decodeOk` reads an `Ok` reply by
- * hand; any reply it does not take (an `Err`, another valid encoding) is decoded with `IDL.decode`,
- * so every valid answer is read as before.
+ * context, like `callShard`), else read-only like `peekShard`. `args` are values, or the argument
+ * bytes already encoded. `decodeOk` reads an `Ok` reply by hand; any reply it does not take (an
+ * `Err`, another valid encoding) is decoded with `IDL.decode` (its `Ok` value passed through
+ * `fromDecoded`, when given), so every valid answer is read as before.
  */
-export async function callShardRaw<T>(
+export async function callShardRaw<T, D = T>(
     shard_id: number,
     canister_id: string,
     method: ShardMethod,
-    args: unknown[],
+    args: unknown[] | Uint8Array,
     fill: boolean,
-    decodeOk: (reply: Uint8Array) => T | undefined
+    decodeOk: (reply: Uint8Array) => T | undefined,
+    fromDecoded?: (decoded: D) => T
 ): Promise<Res<T>> {
     const sig = SHARD_METHODS[method];
     const codec = ARGS_CODECS.get(method);
@@ -277,13 +285,17 @@ export async function callShardRaw<T>(
         const reply = await call<Uint8Array, Uint8Array>(principalFromText(canister_id), method, {
             raw: true,
             args:
-                codec === undefined
-                    ? new Uint8Array(IDL.encode(sig.args, args))
-                    : codec.encode(args)
+                args instanceof Uint8Array
+                    ? args
+                    : codec === undefined
+                      ? new Uint8Array(IDL.encode(sig.args, args))
+                      : codec.encode(args)
         });
         const ok = decodeOk(reply);
         if (ok !== undefined) return { Ok: ok };
-        return IDL.decode([sig.ret], reply)[0] as unknown as Res<T>;
+        const decoded = IDL.decode([sig.ret], reply)[0] as unknown as Res<D>;
+        if ('Err' in decoded || fromDecoded === undefined) return decoded as unknown as Res<T>;
+        return { Ok: fromDecoded(decoded.Ok) };
     };
     if (fill) return guarded(shard_id, perform);
     if (!canExecute(shard_id)) return unavailable(shard_id, 'circuit breaker open');
@@ -296,16 +308,29 @@ export async function callShardRaw<T>(
 
 /**
  * Calls a shard's loan index (`get_loans_by_borrower` / `get_loans_by_investor`) like
- * `callShardRaw`; the `Ok` page is decoded by hand and its loans keep their bytes for the reply.
+ * `callShardRaw`; the `Ok` page's loans are views over the reply's bytes (`LoanView`), which the
+ * dashboards read and their replies carry on. A page in another encoding is decoded generically
+ * and its loans re-encoded into views.
  */
 export async function callShardLoanPage(
     shard_id: number,
     canister_id: string,
     method: 'get_loans_by_borrower' | 'get_loans_by_investor',
-    args: unknown[],
+    args: PageArgs<Principal>,
     fill: boolean
-): Promise<Res<ShardLoanPage>> {
-    return callShardRaw(shard_id, canister_id, method, args, fill, decodeOkLoanPageReply);
+): Promise<Res<LoanViewPage>> {
+    return callShardRaw(
+        shard_id,
+        canister_id,
+        method,
+        encodePrincipalPageArgs(args),
+        fill,
+        decodeOkLoanPageReply,
+        (page: ShardLoanPage): LoanViewPage => ({
+            loans: page.loans.map(loanViewOf),
+            next_cursor: page.next_cursor
+        })
+    );
 }
 
 /** Whether the breaker would let a call through now (no state change: safe in a query). */

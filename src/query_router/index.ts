@@ -42,7 +42,12 @@ import {
     setAlgorithm
 } from '../load_balancer/balancer';
 import { callShardForLoan, canExecute, recordOutcome, replyLoan } from '../load_balancer/edge';
-import { decodeLoanValue, decodeNewLoanArg, decodeUpdateLoanArgs } from '../shared/loan_codec';
+import {
+    decodeLoanValue,
+    decodeNewLoanArg,
+    decodeUpdateLoanArgs,
+    loanPeopleKeys
+} from '../shared/loan_codec';
 import {
     ArgsCodec,
     decodeNat64Arg,
@@ -54,7 +59,8 @@ import {
     encodeUserLoanPageReply,
     principalFromText,
     principalKey,
-    principalText
+    principalText,
+    type LoanPageView
 } from '../shared/router_codec';
 import {
     breakers,
@@ -87,7 +93,7 @@ import {
     MIN_PROBE_INTERVAL_S,
     RouterInit
 } from '../shared/router_api';
-import { planPage, userTag, userTagsOf } from '../shared/router_plan';
+import { planPage, userTag, userTagsOfBytes } from '../shared/router_plan';
 import {
     ApiError,
     CacheStatistics,
@@ -220,7 +226,7 @@ function configFrom(arg: RouterInit, base: RouterConfig): RouterConfig {
 const USER_PAGE_ARGS = new ArgsCodec([principal, opt(Page)], [Principal.anonymous(), []]);
 
 /** A user's page of loans (`get_aggregated_user_loans` and its composite-query variant). */
-async function userLoansReply(fill: boolean): Promise<Result<LoanPage>> {
+async function userLoansReply(fill: boolean): Promise<Result<LoanPageView>> {
     const arg = msgArgData();
     const [user, page] = (USER_PAGE_ARGS.decode(arg) ??
         IDL.decode([principal, opt(Page)], arg)) as unknown as [Principal, [] | [Page]];
@@ -229,6 +235,11 @@ async function userLoansReply(fill: boolean): Promise<Result<LoanPage>> {
     if ('Err' in plan) return plan;
     if (!fill && shardCount() > MAX_COMPOSITE_FANOUT) return tooWide();
     return await userLoansOf(user, plan.Ok, fill);
+}
+
+/** The `principalKey` of a loan's borrower, from its value bytes (read in place when it can). */
+function borrowerKeyOf(loan: Uint8Array): string {
+    return loanPeopleKeys(loan)?.[0] ?? principalKey(decodeLoanValue(loan).borrower);
 }
 
 /** The shard canister holding loan `id`: the owner of the slot in the id. */
@@ -396,7 +407,7 @@ export default class {
         const parts = decodeLoanId(id);
         if (!parts.ok) return replyLoan(invalid(parts.field, parts.reason));
         const reply = await routedWrite(parts.value.slot, 'update_loan', arg);
-        if ('Ok' in reply) invalidateUsers(userTagsOf(decodeLoanValue(reply.Ok)));
+        if ('Ok' in reply) invalidateUsers(userTagsOfBytes(reply.Ok));
         replyLoan(reply);
     }
 
@@ -421,10 +432,7 @@ export default class {
             arg
         );
         if ('Err' in reply) return replyLoan(privileged ? reply : NOT_AUTHORIZED);
-        if (
-            !privileged &&
-            principalKey(decodeLoanValue(reply.Ok).borrower) !== principalKey(caller)
-        ) {
+        if (!privileged && borrowerKeyOf(reply.Ok) !== principalKey(caller)) {
             return replyLoan(NOT_AUTHORIZED);
         }
         replyLoan(reply);

@@ -7,8 +7,9 @@
  * The farmer's dashboard is cached as its encoded reply, so a hit costs no Candid encoding. Cache
  * keys and tags name users by their principal's bytes (`principalKey`), not its text.
  * Shard pages and statistics are decoded by hand (`callShardLoanPage`, `shard_reply_codec`) and the
- * dashboards and analytics are encoded by hand (`router_codec`): decoded loans keep their bytes,
- * which the reply carries again, so a dashboard costs no generic Candid work on its `Ok` path.
+ * dashboards and analytics are encoded by hand (`router_codec`): a page's loans are views over the
+ * shard's reply bytes (`LoanView`: the few fields a dashboard sums are read in place, no `Loan` is
+ * built), and the reply carries those bytes again, so a dashboard costs no generic Candid work.
  */
 import { Principal, time } from 'azle';
 
@@ -28,7 +29,10 @@ import {
     encodeOkFarmerReply,
     encodeOkInvestorReply,
     OkReplyCodec,
-    principalKey
+    principalKey,
+    type FarmerDashboardView,
+    type InvestorDashboardView,
+    type LoanPageView
 } from '../shared/router_codec';
 import { decodeOkShardStatsReply } from '../shared/shard_reply_codec';
 import { MAX_PAGE_SIZE } from '../shared/limits';
@@ -48,14 +52,8 @@ import {
     userTag
 } from '../shared/router_plan';
 import { ownerOf } from '../shared/slot_map';
-import {
-    FarmerDashboard,
-    InvestorDashboard,
-    type ApiError,
-    type Loan,
-    type LoanPage,
-    SystemAnalytics
-} from '../shared/types';
+import type { LoanView } from '../shared/loan_codec';
+import { type ApiError, SystemAnalytics } from '../shared/types';
 import { ownerOfSlot, ownerShards, slotMap, Target } from './routing';
 
 type Res<T> = { Ok: T } | { Err: ApiError };
@@ -124,7 +122,7 @@ async function readIndex(
     max_pages: number
 ): Promise<{ answer: ShardAnswer; calls: number }> {
     const map = slotMap();
-    const loans: Loan[] = [];
+    const loans: LoanView[] = [];
     let after = plan.after;
     let calls = 0;
     let next_cursor: [] | [bigint] = [];
@@ -134,16 +132,24 @@ async function readIndex(
             target.shard_id,
             target.canister_id,
             method,
-            [user, after === null ? [] : [after], [plan.limit]],
+            { key: user, cursor: after === null ? [] : [after], limit: [plan.limit] },
             fill
         );
         if ('Err' in reply) {
             const error = JSON.stringify(Object.keys(reply.Err));
             return { answer: { shard_id: target.shard_id, ok: false, error }, calls };
         }
+        // A farmer's loans share one slot: its owner is looked up once, not per loan.
+        let slot = -1;
+        let owned = false;
         for (const loan of reply.Ok.loans) {
-            const owner = map === null ? undefined : ownerOf(map, Number(loan.id >> 48n));
-            if (owner === target.shard_id) loans.push(loan);
+            // The slot is the id's top 16 bits (`slot << 48 | seq`): the high half's top 16.
+            const loanSlot = loan.idHi >>> 16;
+            if (loanSlot !== slot) {
+                slot = loanSlot;
+                owned = map !== null && ownerOf(map, slot) === target.shard_id;
+            }
+            if (owned) loans.push(loan);
         }
         next_cursor = reply.Ok.next_cursor;
         if (next_cursor.length === 0) break;
@@ -159,7 +165,7 @@ function failedIds(answers: readonly ShardAnswer[]): number[] {
     return answers.filter((a) => !a.ok).map((a) => a.shard_id);
 }
 
-function loansOf(answers: readonly ShardAnswer[]): Loan[] {
+function loansOf(answers: readonly ShardAnswer[]): LoanView[] {
     return answers.flatMap((a) => (a.ok ? a.page.loans : []));
 }
 
@@ -173,7 +179,7 @@ const FULL_PLAN: PagePlan = { limit: MAX_PAGE_SIZE, after: null };
 async function buildFarmerDashboard(
     farmer: Principal,
     fill: boolean
-): Promise<Res<FarmerDashboard>> {
+): Promise<Res<FarmerDashboardView>> {
     const started_ns = time();
     const target = ownerOfSlot(slotOf(farmer.toUint8Array()));
     if ('Err' in target) return target;
@@ -198,17 +204,17 @@ async function buildFarmerDashboard(
 }
 
 /** The read-only farmer's dashboard (composite query): uncached, nothing recorded. */
-export async function farmerDashboardOf(farmer: Principal): Promise<Res<FarmerDashboard>> {
+export async function farmerDashboardOf(farmer: Principal): Promise<Res<FarmerDashboardView>> {
     return await buildFarmerDashboard(farmer, false);
 }
 
 /** A `Result<FarmerDashboard>` reply, encoded by hand (`Ok`: the shards' loan bytes reused). */
-export function encodeFarmerReply(result: Res<FarmerDashboard>): Uint8Array {
+export function encodeFarmerReply(result: Res<FarmerDashboardView>): Uint8Array {
     return 'Ok' in result ? encodeOkFarmerReply(result.Ok) : encodeErrFarmerReply(result.Err);
 }
 
 /** A `Result<InvestorDashboard>` reply, encoded by hand. */
-export function encodeInvestorReply(result: Res<InvestorDashboard>): Uint8Array {
+export function encodeInvestorReply(result: Res<InvestorDashboardView>): Uint8Array {
     return 'Ok' in result ? encodeOkInvestorReply(result.Ok) : encodeErrInvestorReply(result.Err);
 }
 
@@ -257,10 +263,10 @@ async function fanOut(
 export async function investorDashboardOf(
     investor: Principal,
     fill: boolean
-): Promise<Res<InvestorDashboard>> {
+): Promise<Res<InvestorDashboardView>> {
     const key = cacheKey(`investor:${principalKey(investor)}`);
     if (fill) {
-        const hit = cache.get(key, nowMs()) as InvestorDashboard | undefined;
+        const hit = cache.get(key, nowMs()) as InvestorDashboardView | undefined;
         if (hit !== undefined) return { Ok: hit };
     }
     const targets = ownerShards();
@@ -295,10 +301,10 @@ export async function userLoansOf(
     user: Principal,
     plan: PagePlan,
     fill: boolean
-): Promise<Res<LoanPage>> {
+): Promise<Res<LoanPageView>> {
     const key = cacheKey(`loans:${principalKey(user)}:${plan.after ?? ''}:${plan.limit}`);
     if (fill) {
-        const hit = cache.get(key, nowMs()) as LoanPage | undefined;
+        const hit = cache.get(key, nowMs()) as LoanPageView | undefined;
         if (hit !== undefined) return { Ok: hit };
     }
     const owner = ownerOfSlot(slotOf(user.toUint8Array()));

@@ -568,8 +568,26 @@ export class BoundedCache<V> {
 /** Outcome of `put`. */
 export type PutResult = { ok: true } | { ok: false; error: PutError };
 
-/** Two independent 32-bit hashes of a string: FNV-1a over UTF-16 units, then murmur3's finaliser. */
+/** Keys whose sketch hashes are remembered; the memo is emptied when full. */
+const MAX_REMEMBERED_HASHES = 4_096;
+const rememberedHashes = new Map<string, KeyHash>();
+
+/**
+ * `hashOfKey`, remembered: a dashboard's key recurs (a farmer polls their dashboard), and hashing
+ * it char by char costs a JS operation per char (about 0.2 M instructions for a key in a canister),
+ * where a `Map` finds it in native code. A pure memo: the same key always gets the same hashes.
+ */
 function hashPair(key: string): KeyHash {
+    const known = rememberedHashes.get(key);
+    if (known !== undefined) return known;
+    const hash = hashOfKey(key);
+    if (rememberedHashes.size >= MAX_REMEMBERED_HASHES) rememberedHashes.clear();
+    rememberedHashes.set(key, hash);
+    return hash;
+}
+
+/** Two independent 32-bit hashes of a string: FNV-1a over UTF-16 units, then murmur3's finaliser. */
+function hashOfKey(key: string): KeyHash {
     let h = 0x811c9dc5;
     for (let i = 0; i < key.length; i++) {
         h ^= key.charCodeAt(i);

@@ -263,6 +263,22 @@ export function normalizeBreakerConfig(config: BreakerConfig): NormalizedBreaker
     };
 }
 
+/**
+ * `normalizeBreakerConfig`, remembered for the last config object seen: a canister passes the
+ * same (immutable) config on every call, and normalizing it costs tens of thousands of
+ * instructions in its JS engine. Configs must not be changed in place (the router replaces them).
+ */
+let lastRawConfig: BreakerConfig | null = null;
+let lastNormalizedConfig: NormalizedBreakerConfig | null = null;
+
+function normalizedOf(config: BreakerConfig): NormalizedBreakerConfig {
+    if (config !== lastRawConfig || lastNormalizedConfig === null) {
+        lastNormalizedConfig = normalizeBreakerConfig(config);
+        lastRawConfig = config;
+    }
+    return lastNormalizedConfig;
+}
+
 function toNumberOrNaN(value: unknown): number {
     if (typeof value === 'number' || typeof value === 'bigint') return toNumber(value);
     return NaN;
@@ -581,7 +597,7 @@ export function tryAcquire(
     if (state.state === 'Closed' || state.state === 'Disabled' || state.state === 'MetricsOnly') {
         return { permitted: true, state, transitions: [] };
     }
-    const config = normalizeBreakerConfig(rawConfig);
+    const config = normalizedOf(rawConfig);
     const s = copyState(state);
     const transitions: Transition[] = [];
     if (s.state === 'ForcedOpen') return refuse(s, transitions);
@@ -620,8 +636,10 @@ export function onResult(
     if (state.state === 'Disabled' || state.state === 'ForcedOpen') {
         return { state, transitions: [] };
     }
-    const config = normalizeBreakerConfig(rawConfig);
-    const s = copyState(state);
+    const config = normalizedOf(rawConfig);
+    // A shallow copy: the window is never changed in place, only replaced (`recordInWindow`,
+    // `moveTo`), so the caller's state stays as it was without copying its outcomes.
+    const s: BreakerState = { ...state };
     const transitions: Transition[] = [];
     if (s.state === 'HalfOpen') {
         // Late results of calls admitted before HalfOpen are not probes.
@@ -691,7 +709,7 @@ export function breakerMetrics(
     rawConfig: BreakerConfig,
     now_ms: number
 ): BreakerMetrics {
-    const config = normalizeBreakerConfig(rawConfig);
+    const config = normalizedOf(rawConfig);
     let counts: WindowCounts;
     let minimum: number;
     if (state.state === 'HalfOpen') {

@@ -5,7 +5,10 @@
  *
  * The shard stores these bytes, so a reply that carries loans is a constant prefix (header, type
  * table, `Ok` tag) followed by stored bytes, with no decode/encode round trip (`CandidReply`).
- * `tests/unit/loan_codec.test.ts` checks the bytes against `IDL.encode` on random loans.
+ * The router reads loan pages without decoding them: `scanLoanPageValue` finds each loan's bytes,
+ * id, status and the offsets of the amounts a dashboard sums (`LoanView`), checking the bytes as a
+ * decode does. `tests/unit/loan_codec.test.ts` checks the bytes against `IDL.encode` on random
+ * loans, and that the scan accepts exactly what a decode accepts.
  */
 import { IDL, idlLabelToId } from '@dfinity/candid';
 import { Principal } from '@dfinity/principal';
@@ -48,8 +51,8 @@ for (const [name, type] of (Loan as unknown as IDL.RecordClass)._fields) {
     }
 }
 
-/** A growable byte writer (LEB128, little-endian nat64, principals). */
-class Writer {
+/** A growable byte writer (LEB128, little-endian nat32/nat64/float64, principals). */
+export class Writer {
     private bytes: Uint8Array;
     private view: DataView;
     length = 0;
@@ -97,6 +100,12 @@ class Writer {
         this.length += 8;
     }
 
+    float64(value: number): void {
+        this.room(8);
+        this.view.setFloat64(this.length, value, true);
+        this.length += 8;
+    }
+
     raw(bytes: Uint8Array): void {
         this.room(bytes.length);
         this.bytes.set(bytes, this.length);
@@ -129,11 +138,11 @@ class Writer {
  * Shared by the loan codec and the router's typed codec.
  */
 export class ValueReader {
-    protected readonly view: DataView;
+    readonly view: DataView;
     at = 0;
 
     constructor(
-        protected readonly bytes: Uint8Array,
+        readonly bytes: Uint8Array,
         protected readonly what = 'loan bytes'
     ) {
         this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -191,6 +200,20 @@ export class ValueReader {
         this.need(4);
         this.at += 4;
         return [this.view.getUint32(this.at - 4, true)];
+    }
+
+    /** Steps over `n` bytes (checked). */
+    skipBytes(n: number): void {
+        this.need(n);
+        this.at += n;
+    }
+
+    /** Steps over a principal, checked as `principal()` checks it. */
+    skipPrincipal(): void {
+        if (this.byte() !== 1) throw new Error(`${this.what}: opaque principal reference`);
+        const n = this.leb();
+        if (n > 29) throw new Error(`${this.what}: principal longer than 29 bytes`);
+        this.skipBytes(n);
     }
 
     count(elementBytes: number): number {
@@ -377,11 +400,15 @@ export function okLoanPrefix(): Uint8Array {
     return candidPrefix([Result(Loan)], [{ Ok: sample }], encodeLoanValue(sample));
 }
 
-/** The loan bytes after `prefix` when `reply` starts with it, else undefined. */
+/**
+ * The loan bytes after `prefix` when `reply` starts with it, else undefined. Compared as text
+ * (`latin1At`: native code), since a byte loop costs about a thousand instructions a byte here.
+ */
 export function afterPrefix(reply: Uint8Array, prefix: Uint8Array): Uint8Array | undefined {
     if (reply.length < prefix.length) return undefined;
-    for (let i = 0; i < prefix.length; i++) if (reply[i] !== prefix[i]) return undefined;
-    return reply.subarray(prefix.length);
+    const n = prefix.length;
+    if (latin1At(reply, 0, n) !== latin1At(prefix, 0, n)) return undefined;
+    return reply.subarray(n);
 }
 
 /** `NewLoan` fields in Candid order; all `nat64` except the two named below. */
@@ -461,17 +488,6 @@ export interface LoanPageValue {
 /** The page's fields in Candid order (a record sorts by hash). */
 const PAGE_ORDER = byHash(['loans', 'next_cursor'] as const);
 
-/**
- * The value bytes each decoded loan was read from (`decodeLoanPageValue`), so a reply can carry them
- * again without encoding the loan; weak, so it holds nothing once the loan is dropped.
- */
-const LOAN_BYTES = new WeakMap<Loan, Uint8Array>();
-
-/** The value bytes of `loan`: the bytes it was decoded from when known, else freshly encoded. */
-export function loanValueBytes(loan: Loan): Uint8Array {
-    return LOAN_BYTES.get(loan) ?? encodeLoanValue(loan);
-}
-
 /** The Candid value bytes of a loan page (what `IDL.encode([ShardLoanPage], [page])` ends with). */
 export function encodeLoanPageValue(page: LoanPageValue): Uint8Array {
     const w = new Writer(16 + 192 * page.loans.length);
@@ -480,28 +496,357 @@ export function encodeLoanPageValue(page: LoanPageValue): Uint8Array {
             w.optNat64(page.next_cursor);
         } else {
             w.leb(page.loans.length);
-            for (const loan of page.loans) w.raw(loanValueBytes(loan));
+            for (const loan of page.loans) w.raw(encodeLoanValue(loan));
         }
     }
     return w.done();
 }
 
+// ---- Loan views (helper R): the fields a dashboard reads, found in a loan's value bytes ----
+
 /**
- * Decodes bytes written by `encodeLoanPageValue`; throws on malformed or trailing bytes. Each loan
- * remembers its bytes (`loanValueBytes`), so passing it on costs no encoding.
+ * A loan as the router's dashboards and pages see it: where its value bytes lie (passed on as
+ * they are), its id as two 32-bit halves, its status, and where the amounts a dashboard sums
+ * begin. A scan (`scanLoanValue`) checks the bytes as `decodeLoanValue` does but builds no `Loan`:
+ * each BigInt, principal and object costs thousands of instructions in the canister's JS engine,
+ * and a dashboard reads four fields of sixteen.
  */
-export function decodeLoanPageValue(bytes: Uint8Array): LoanPageValue {
+export interface LoanView {
+    /** The bytes the loan lies in (a whole page: shared by its loans) and a view over them. */
+    bytes: Uint8Array;
+    data: DataView;
+    start: number;
+    end: number;
+    idHi: number;
+    idLo: number;
+    /** The status's index in Candid order (`LOAN_STATUS_ORDER`). */
+    status: number;
+    approvedAt: number;
+    aprAt: number;
+    repaidAt: number;
+    fundersAt: number;
+}
+
+/** Loan statuses in Candid order: `LoanView.status` indexes this. */
+export const LOAN_STATUS_ORDER: readonly LoanStatusName[] = STATUS_ORDER;
+
+const SCAN_NAT64 = 0;
+const SCAN_ID = 1;
+const SCAN_APPROVED = 2;
+const SCAN_APR = 3;
+const SCAN_REPAID = 4;
+const SCAN_PRINCIPAL = 5;
+const SCAN_STATUS = 6;
+const SCAN_OPT_NAT64 = 7;
+const SCAN_HISTORY = 8;
+const SCAN_FUNDERS = 9;
+
+/** What the scan does at each field, in Candid order (numbers: a switch on them is cheap). */
+const SCAN_PLAN: readonly number[] = LOAN_FIELDS.map((field) => {
+    switch (field) {
+        case 'id':
+            return SCAN_ID;
+        case 'amount_approved':
+            return SCAN_APPROVED;
+        case 'apr':
+            return SCAN_APR;
+        case 'total_repaid':
+            return SCAN_REPAID;
+        case 'borrower':
+            return SCAN_PRINCIPAL;
+        case 'status':
+            return SCAN_STATUS;
+        case 'due_date':
+        case 'last_payment_date':
+            return SCAN_OPT_NAT64;
+        case 'repayment_history':
+            return SCAN_HISTORY;
+        case 'funders':
+            return SCAN_FUNDERS;
+        default:
+            return SCAN_NAT64;
+    }
+});
+const INVESTOR_FIRST = FUNDING_ORDER[0] === 'investor';
+
+/** Steps over one `Funding` record, checked. */
+function skipFunding(r: ValueReader): void {
+    if (INVESTOR_FIRST) {
+        r.skipPrincipal();
+        r.skipBytes(8);
+    } else {
+        r.skipBytes(8);
+        r.skipPrincipal();
+    }
+}
+
+/**
+ * Scans one loan's value bytes at the reader's position: throws where `readLoanValue` throws
+ * (truncated bytes, a bad principal, status or option tag, a bad length), builds no `Loan`.
+ */
+export function scanLoanValue(r: ValueReader, bytes: Uint8Array): LoanView {
+    const fast = FAST_LAYOUT ? scanFast(bytes, r.view, r.at) : undefined;
+    if (fast !== undefined) {
+        r.at = fast.end;
+        return fast;
+    }
+    return scanChecked(r, bytes);
+}
+
+/** The field order `scanFast` is written for: `Loan`'s Candid order (checked at load). */
+const FAST_ORDER =
+    'id apr nft_id status updated_at amount_requested total_repaid created_at borrower ' +
+    'repayment_history version due_date last_payment_date collateral_value_btc funders ' +
+    'amount_approved';
+const FAST_LAYOUT = LOAN_FIELDS.join(' ') === FAST_ORDER && !INVESTOR_FIRST;
+const STATUS_COUNT = STATUS_ORDER.length;
+
+/**
+ * The scan in straight-line code for bytes whose lengths and tags are single bytes (every loan
+ * `@dfinity/candid` or this codec writes): each JS operation costs hundreds of instructions in
+ * the canister, so fixed-width fields are stepped over by arithmetic. Undefined for anything
+ * else, including every malformed input (a read past the end gives undefined, which fails each
+ * test); `scanChecked` then decides, so the two accept the same bytes.
+ */
+function scanFast(bytes: Uint8Array, data: DataView, start: number): LoanView | undefined {
+    const status = bytes[start + 24];
+    if (!(status < STATUS_COUNT)) return undefined;
+    const borrowerBytes = bytes[start + 58];
+    if (bytes[start + 57] !== 1 || !(borrowerBytes <= 29)) return undefined;
+    let at = start + 59 + borrowerBytes;
+    const repayments = bytes[at];
+    if (!(repayments < 0x80)) return undefined;
+    at += 9 + 16 * repayments; // the count, the entries, `version`
+    const dueTag = bytes[at];
+    if (dueTag === 0) at += 1;
+    else if (dueTag === 1) at += 9;
+    else return undefined;
+    const lastTag = bytes[at];
+    if (lastTag === 0)
+        at += 9; // the tag, then `collateral_value_btc`
+    else if (lastTag === 1) at += 17;
+    else return undefined;
+    const fundersAt = at;
+    const funders = bytes[at];
+    if (!(funders < 0x80)) return undefined;
+    at += 1;
+    for (let i = 0; i < funders; i++) {
+        const investorBytes = bytes[at + 9];
+        if (bytes[at + 8] !== 1 || !(investorBytes <= 29)) return undefined;
+        at += 10 + investorBytes;
+    }
+    const end = at + 8;
+    if (end > bytes.length) return undefined;
+    return {
+        bytes,
+        data,
+        start,
+        end,
+        idHi: data.getUint32(start + 4, true),
+        idLo: data.getUint32(start, true),
+        status,
+        approvedAt: at,
+        aprAt: start + 8,
+        repaidAt: start + 41,
+        fundersAt
+    };
+}
+
+/** The scan field by field through the reader's checks (any field order, any LEB128 form). */
+function scanChecked(r: ValueReader, bytes: Uint8Array): LoanView {
+    const start = r.at;
+    let idAt = 0;
+    let approvedAt = 0;
+    let aprAt = 0;
+    let repaidAt = 0;
+    let fundersAt = 0;
+    let status = 0;
+    for (const op of SCAN_PLAN) {
+        switch (op) {
+            case SCAN_PRINCIPAL:
+                r.skipPrincipal();
+                break;
+            case SCAN_STATUS:
+                status = r.leb();
+                if (status >= STATUS_ORDER.length) throw new Error('loan bytes: bad status');
+                break;
+            case SCAN_OPT_NAT64: {
+                const tag = r.byte();
+                if (tag > 1) throw new Error('loan bytes: bad opt tag');
+                if (tag === 1) r.skipBytes(8);
+                break;
+            }
+            case SCAN_HISTORY:
+                r.skipBytes(16 * r.count(16));
+                break;
+            case SCAN_FUNDERS: {
+                fundersAt = r.at;
+                const n = r.count(10);
+                for (let i = 0; i < n; i++) skipFunding(r);
+                break;
+            }
+            default:
+                if (op === SCAN_ID) idAt = r.at;
+                else if (op === SCAN_APPROVED) approvedAt = r.at;
+                else if (op === SCAN_APR) aprAt = r.at;
+                else if (op === SCAN_REPAID) repaidAt = r.at;
+                r.skipBytes(8);
+        }
+    }
+    const data = r.view;
+    return {
+        bytes,
+        data,
+        start,
+        end: r.at,
+        idHi: data.getUint32(idAt + 4, true),
+        idLo: data.getUint32(idAt, true),
+        status,
+        approvedAt,
+        aprAt,
+        repaidAt,
+        fundersAt
+    };
+}
+
+/** The view of `loan` over its freshly encoded bytes (tests, and replies read generically). */
+export function loanViewOf(loan: Loan): LoanView {
+    const bytes = encodeLoanValue(loan);
+    return scanLoanValue(new ValueReader(bytes), bytes);
+}
+
+/** The value bytes a view lies in (a subarray: no copy). */
+export function viewBytes(v: LoanView): Uint8Array {
+    return v.bytes.subarray(v.start, v.end);
+}
+
+/** A view's loan id. */
+export function viewId(v: LoanView): bigint {
+    return (BigInt(v.idHi) << 32n) | BigInt(v.idLo);
+}
+
+/** A view's `nat64` field at `at` (an offset the scan recorded). */
+export function viewNat64(v: LoanView, at: number): bigint {
+    return v.data.getBigUint64(at, true);
+}
+
+/** Orders views by loan id. */
+export function compareViewIds(a: LoanView, b: LoanView): number {
+    if (a.idHi !== b.idHi) return a.idHi < b.idHi ? -1 : 1;
+    return a.idLo < b.idLo ? -1 : a.idLo > b.idLo ? 1 : 0;
+}
+
+/**
+ * A `nat64` from the sums of many values' high and low 32-bit halves, summed apart as numbers
+ * (exact below 2^53, i.e. for up to 2^21 values): an exact sum without a BigInt per value.
+ */
+export function nat64FromHalves(hi: number, lo: number): bigint {
+    return BigInt(hi) * 4_294_967_296n + BigInt(lo);
+}
+
+/**
+ * Adds to `sum` (`[hi, lo]` halves, as `nat64FromHalves` takes them) the amounts the investor
+ * whose principal bytes are `investor` (as `latin1`-style text: one char per byte) funded in the
+ * loan of `v`. The view's bytes were checked by its scan. Lengths in one byte (the usual form)
+ * are read in place; any other form through a reader.
+ */
+export function addFundingOf(v: LoanView, investor: string, sum: [number, number]): void {
+    const bytes = v.bytes;
+    const n = bytes[v.fundersAt];
+    if (INVESTOR_FIRST || n >= 0x80) {
+        addFundingChecked(v, investor, sum);
+        return;
+    }
+    let at = v.fundersAt + 1;
+    let hi = 0;
+    let lo = 0;
+    for (let i = 0; i < n; i++) {
+        const length = bytes[at + 9];
+        if (length >= 0x80) {
+            addFundingChecked(v, investor, sum);
+            return;
+        }
+        if (length === investor.length && latin1At(bytes, at + 10, length) === investor) {
+            hi += v.data.getUint32(at + 4, true);
+            lo += v.data.getUint32(at, true);
+        }
+        at += 10 + length;
+    }
+    sum[0] += hi;
+    sum[1] += lo;
+}
+
+/** Bytes as text, one char per byte (compared natively: a byte loop costs far more here). */
+function latin1At(bytes: Uint8Array, at: number, length: number): string {
+    return String.fromCharCode.apply(null, bytes.subarray(at, at + length) as unknown as number[]);
+}
+
+/** `addFundingOf` through a reader: any LEB128 form, either field order. */
+function addFundingChecked(v: LoanView, investor: string, sum: [number, number]): void {
+    const r = new ValueReader(v.bytes);
+    r.at = v.fundersAt;
+    const n = r.leb();
+    for (let i = 0; i < n; i++) {
+        let amountAt = r.at;
+        if (!INVESTOR_FIRST) r.at += 8;
+        r.at += 1;
+        const length = r.leb();
+        const mine = length === investor.length && latin1At(v.bytes, r.at, length) === investor;
+        r.at += length;
+        if (INVESTOR_FIRST) {
+            amountAt = r.at;
+            r.at += 8;
+        }
+        if (mine) {
+            sum[0] += v.data.getUint32(amountAt + 4, true);
+            sum[1] += v.data.getUint32(amountAt, true);
+        }
+    }
+}
+
+/**
+ * The principals of a loan (its value bytes), borrower first, then each funder's, as
+ * `latin1`-style keys (one char per byte: what `principalKey` gives), read in place; undefined
+ * when the bytes are not in the usual form (the caller then decodes the loan).
+ */
+export function loanPeopleKeys(bytes: Uint8Array): string[] | undefined {
+    if (!FAST_LAYOUT) return undefined;
+    const data = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const v = scanFast(bytes, data, 0);
+    if (v === undefined || v.end !== bytes.length) return undefined;
+    const keys = [latin1At(bytes, 59, bytes[58])];
+    const n = bytes[v.fundersAt];
+    let at = v.fundersAt + 1;
+    for (let i = 0; i < n; i++) {
+        const length = bytes[at + 9];
+        keys.push(latin1At(bytes, at + 10, length));
+        at += 10 + length;
+    }
+    return keys;
+}
+
+/** A shard's page of loans as views over the reply's bytes. */
+export interface LoanViewPage {
+    loans: LoanView[];
+    next_cursor: [] | [bigint];
+}
+
+/**
+ * Scans bytes written by `encodeLoanPageValue` into views (no `Loan` built); throws on malformed
+ * or trailing bytes, as a full decode would.
+ */
+export function scanLoanPageValue(bytes: Uint8Array): LoanViewPage {
     const r = new ValueReader(bytes);
-    const page: LoanPageValue = { loans: [], next_cursor: [] };
+    const page: LoanViewPage = { loans: [], next_cursor: [] };
     for (const field of PAGE_ORDER) {
         if (field === 'next_cursor') {
             page.next_cursor = r.optNat64();
         } else {
             const n = r.count(80);
             for (let i = 0; i < n; i++) {
-                const start = r.at;
-                const loan = readLoanFrom(r);
-                LOAN_BYTES.set(loan, bytes.subarray(start, r.at));
+                const fast = FAST_LAYOUT ? scanFast(bytes, r.view, r.at) : undefined;
+                const loan = fast ?? scanChecked(r, bytes);
+                r.at = loan.end;
                 page.loans.push(loan);
             }
         }
@@ -652,6 +997,14 @@ const STATUS_PAGE_ARG_PREFIX = candidPrefix(
     [{ Active: null }, [], []],
     encodeStatusPageArgValues({ key: { Active: null }, ...SAMPLE_PAGE_TAIL })
 );
+
+/**
+ * The whole argument `(principal, opt nat64, opt nat32)` of `get_loans_by_borrower`/`_investor`,
+ * as `IDL.encode` writes it, by hand (the router's fan-out sends one per shard call).
+ */
+export function encodePrincipalPageArgs(args: PageArgs<Principal>): Uint8Array {
+    return concatBytes([PRINCIPAL_PAGE_ARG_PREFIX, encodePrincipalPageArgValues(args)]);
+}
 
 /**
  * `(principal, opt nat64, opt nat32)` (`get_loans_by_borrower`/`_investor`) decoded by hand in the

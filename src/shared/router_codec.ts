@@ -10,12 +10,13 @@
  * every invalid one still rejected. Reply prefixes are computed with `IDL.encode` and checked
  * against the hand encoding (`candidPrefix`). `tests/unit/router_codec.test.ts` checks both ways.
  *
- * The dashboards' fan-out too: a shard's `Ok` loan page is decoded by hand (its loans keep their
- * bytes), farmer and investor dashboards and user-loan pages are encoded by hand with those bytes
- * spliced in, and small records (system analytics, balancer statistics) go through `OkReplyCodec`,
+ * The dashboards' fan-out too: a shard's `Ok` loan page is scanned by hand into views of its loans
+ * (`LoanView`: where each lies in the reply and where the few fields a dashboard sums are; no
+ * `Loan` is built), farmer and investor dashboards and user-loan pages are encoded by hand with
+ * those bytes spliced in (a run of a page's loans copied as one), and small records (system analytics, balancer statistics) go through `OkReplyCodec`,
  * driven by their IDL type. `Err` replies of every `Result` the router sends or reads go through
  * `ErrReplyCodec` (the `Ok` head with the `Err` index, then the `ApiError` value); fixed argument
- * lists (shard page requests, `(principal, opt Page)`) through `ArgsCodec`, and single values
+ * lists (`(principal, opt Page)`, a shard's `()`) through `ArgsCodec`, and single values
  * (routing tables) through `ValueCodec`. Decoders read ASCII text only and leave anything else
  * to `IDL.decode`.
  */
@@ -27,12 +28,14 @@ import {
     candidFieldOrder,
     candidPrefix,
     concatBytes,
-    decodeLoanPageValue,
     encodeLoanPageValue,
     lebBytes,
-    loanValueBytes,
+    scanLoanPageValue,
     ValueReader,
-    type LoanPageValue
+    type LoanPageValue,
+    Writer,
+    type LoanView,
+    type LoanViewPage
 } from './loan_codec';
 import { ShardLoanPage } from './shard_api';
 import { asciiText, utf8Text } from './stable_keys';
@@ -45,7 +48,6 @@ import {
     Result,
     RoutingTable,
     UnitResult,
-    type Loan,
     type StatusCount
 } from './types';
 
@@ -174,19 +176,29 @@ const OK_LOAN_PAGE_PREFIX_LATIN1 = latin1(OK_LOAN_PAGE_PREFIX);
 
 /**
  * The page of a shard's `Result<ShardLoanPage>` reply holding `Ok` in the encoding
- * `@dfinity/candid` (Azle) writes; undefined for anything else (an `Err`, another valid encoding,
- * malformed bytes), which the caller decodes with `IDL.decode`. The loans keep their bytes.
+ * `@dfinity/candid` (Azle) writes, its loans as views over the reply's bytes (`LoanView`: checked
+ * as a decode checks them, no `Loan` built); undefined for anything else (an `Err`, another valid
+ * encoding, malformed bytes), which the caller decodes with `IDL.decode`.
  */
-export function decodeOkLoanPageReply(reply: Uint8Array): LoanPageValue | undefined {
+export function decodeOkLoanPageReply(reply: Uint8Array): LoanViewPage | undefined {
     if (!startsWithLatin1(reply, OK_LOAN_PAGE_PREFIX_LATIN1)) return undefined;
     try {
-        return decodeLoanPageValue(reply.subarray(OK_LOAN_PAGE_PREFIX.length));
+        return scanLoanPageValue(reply.subarray(OK_LOAN_PAGE_PREFIX.length));
     } catch {
         return undefined;
     }
 }
 
-type Dashboard = FarmerDashboard | InvestorDashboard;
+/** A farmer's dashboard whose loans are views: the reply carries their bytes as they came. */
+export type FarmerDashboardView = Omit<FarmerDashboard, 'loans'> & { loans: LoanView[] };
+/** An investor's dashboard whose loans are views. */
+export type InvestorDashboardView = Omit<InvestorDashboard, 'investments'> & {
+    investments: LoanView[];
+};
+/** A router `LoanPage` whose loans are views. */
+export type LoanPageView = Omit<LoanPage, 'loans'> & { loans: LoanView[] };
+
+type Dashboard = FarmerDashboardView | InvestorDashboardView;
 
 /** Dashboard fields the encoder writes as something other than `nat64`. */
 const DASHBOARD_SPECIAL = new Set([
@@ -243,7 +255,26 @@ function statusCountsParts(counts: readonly StatusCount[], parts: Uint8Array[]):
     }
 }
 
-/** The Candid value bytes of a dashboard; loans decoded from a shard reuse their bytes. */
+/**
+ * The value bytes of `vec Loan` from views: the count, then the views' bytes, a run of views lying
+ * one after another in the same bytes (a shard page, kept whole: the usual case) copied as one.
+ */
+function loansParts(loans: readonly LoanView[], parts: Uint8Array[]): void {
+    parts.push(lebBytes(loans.length));
+    let i = 0;
+    while (i < loans.length) {
+        const first = loans[i];
+        let end = first.end;
+        for (i += 1; i < loans.length; i++) {
+            const next = loans[i];
+            if (next.bytes !== first.bytes || next.start !== end) break;
+            end = next.end;
+        }
+        parts.push(first.bytes.subarray(first.start, end));
+    }
+}
+
+/** The Candid value bytes of a dashboard; the loans are their views' bytes. */
 function encodeDashboardValue(fields: readonly string[], d: Dashboard): Uint8Array {
     const parts: Uint8Array[] = [];
     const value = d as unknown as Record<string, unknown>;
@@ -255,12 +286,9 @@ function encodeDashboardValue(fields: readonly string[], d: Dashboard): Uint8Arr
                 parts.push(encodePrincipalValue(v as Principal));
                 break;
             case 'loans':
-            case 'investments': {
-                const loans = v as Loan[];
-                parts.push(lebBytes(loans.length));
-                for (const loan of loans) parts.push(loanValueBytes(loan));
+            case 'investments':
+                loansParts(v as LoanView[], parts);
                 break;
-            }
             case 'by_status':
                 statusCountsParts(v as StatusCount[], parts);
                 break;
@@ -280,16 +308,16 @@ function encodeDashboardValue(fields: readonly string[], d: Dashboard): Uint8Arr
 }
 
 /** The value bytes of a `FarmerDashboard` (what `IDL.encode([FarmerDashboard], [d])` ends with). */
-export function encodeFarmerDashboardValue(d: FarmerDashboard): Uint8Array {
+export function encodeFarmerDashboardValue(d: FarmerDashboardView): Uint8Array {
     return encodeDashboardValue(FARMER_FIELDS, d);
 }
 
 /** The value bytes of an `InvestorDashboard`. */
-export function encodeInvestorDashboardValue(d: InvestorDashboard): Uint8Array {
+export function encodeInvestorDashboardValue(d: InvestorDashboardView): Uint8Array {
     return encodeDashboardValue(INVESTOR_FIELDS, d);
 }
 
-const SAMPLE_FARMER: FarmerDashboard = {
+const SAMPLE_FARMER: FarmerDashboardView = {
     farmer: Principal.anonymous(),
     loans: [],
     total_loans: 0n,
@@ -302,7 +330,7 @@ const SAMPLE_FARMER: FarmerDashboard = {
     failed_shards: [],
     generated_at: 0n
 };
-const SAMPLE_INVESTOR: InvestorDashboard = {
+const SAMPLE_INVESTOR: InvestorDashboardView = {
     investor: Principal.anonymous(),
     investments: [],
     total_investments: 0n,
@@ -328,12 +356,12 @@ const OK_INVESTOR_PREFIX = candidPrefix(
 );
 
 /** The whole reply `Result<FarmerDashboard>` = `Ok(d)`, as `IDL.encode` writes it. */
-export function encodeOkFarmerReply(d: FarmerDashboard): Uint8Array {
+export function encodeOkFarmerReply(d: FarmerDashboardView): Uint8Array {
     return concatBytes([OK_FARMER_PREFIX, encodeFarmerDashboardValue(d)]);
 }
 
 /** The whole reply `Result<InvestorDashboard>` = `Ok(d)`, as `IDL.encode` writes it. */
-export function encodeOkInvestorReply(d: InvestorDashboard): Uint8Array {
+export function encodeOkInvestorReply(d: InvestorDashboardView): Uint8Array {
     return concatBytes([OK_INVESTOR_PREFIX, encodeInvestorDashboardValue(d)]);
 }
 
@@ -350,45 +378,45 @@ export function encodeErrInvestorReply(error: ApiError): Uint8Array {
 // ---- Small records by their type (helper K): shard stats in, system analytics out ----
 
 /**
- * Appends the Candid value bytes of `value` of `type`: records, vectors, options, variants, bool,
+ * Writes the Candid value bytes of `value` of `type`: records, vectors, options, variants, bool,
  * nat32/nat64, float64, null and principal (what shard statistics and analytics hold). Throws on
  * any other type, so a new field of another type fails the load-time prefix check, not a reply.
+ * One growable buffer (`Writer`): no small array per field and no concatenation after.
  */
-function writeTyped(type: IDL.Type, value: unknown, parts: Uint8Array[]): void {
-    if (type instanceof IDL.RecordClass) {
+function writeTyped(type: IDL.Type, value: unknown, w: Writer): void {
+    if (type instanceof IDL.FixedNatClass && type._bits === 64) {
+        w.nat64(typeof value === 'bigint' ? value : BigInt(value as number));
+    } else if (type instanceof IDL.RecordClass) {
         const record = value as Record<string, unknown>;
-        for (const [name, t] of type._fields) writeTyped(t, record[name], parts);
+        for (const [name, t] of type._fields) writeTyped(t, record[name], w);
     } else if (type instanceof IDL.VariantClass) {
         const tag = Object.keys(value as object)[0];
         const index = type._fields.findIndex(([name]) => name === tag);
         if (index < 0) throw new Error(`router codec: unknown variant case ${tag}`);
-        parts.push(lebBytes(index));
-        writeTyped(type._fields[index][1], (value as Record<string, unknown>)[tag], parts);
+        w.leb(index);
+        writeTyped(type._fields[index][1], (value as Record<string, unknown>)[tag], w);
     } else if (type instanceof IDL.VecClass) {
         const items = value as unknown[];
-        parts.push(lebBytes(items.length));
-        for (const item of items) writeTyped(type._type, item, parts);
+        w.leb(items.length);
+        for (const item of items) writeTyped(type._type, item, w);
     } else if (type instanceof IDL.OptClass) {
         const opt = value as unknown[];
-        parts.push(new Uint8Array([opt.length === 0 ? 0 : 1]));
-        if (opt.length !== 0) writeTyped(type._type, opt[0], parts);
-    } else if (type instanceof IDL.FixedNatClass && type._bits === 64) {
-        parts.push(nat64Bytes(BigInt(value as bigint)));
+        w.byte(opt.length === 0 ? 0 : 1);
+        if (opt.length !== 0) writeTyped(type._type, opt[0], w);
     } else if (type instanceof IDL.FixedNatClass && type._bits === 32) {
-        parts.push(nat32sBytes([Number(value)]));
+        w.nat32(Number(value));
     } else if (type instanceof IDL.FloatClass && type._bits === 64) {
-        const out = new Uint8Array(8);
-        new DataView(out.buffer).setFloat64(0, value as number, true);
-        parts.push(out);
+        w.float64(value as number);
     } else if (type instanceof IDL.BoolClass) {
-        parts.push(new Uint8Array([value === true ? 1 : 0]));
+        w.byte(value === true ? 1 : 0);
     } else if (type instanceof IDL.NullClass) {
         // no bytes
     } else if (type instanceof IDL.PrincipalClass) {
-        parts.push(encodePrincipalValue(value as Principal));
+        w.principal(value as Principal);
     } else if (type instanceof IDL.TextClass) {
         const bytes = utf8Text.toBytes(value as string);
-        parts.push(lebBytes(bytes.length), bytes);
+        w.leb(bytes.length);
+        w.raw(bytes);
     } else {
         throw new Error(`router codec: no hand encoding for ${type.display()}`);
     }
@@ -396,9 +424,9 @@ function writeTyped(type: IDL.Type, value: unknown, parts: Uint8Array[]): void {
 
 /** The Candid value bytes of `value` of `type` (see `writeTyped` for the types it knows). */
 export function encodeTypedValue(type: IDL.Type, value: unknown): Uint8Array {
-    const parts: Uint8Array[] = [];
-    writeTyped(type, value, parts);
-    return concatBytes(parts);
+    const w = new Writer(64);
+    writeTyped(type, value, w);
+    return w.done();
 }
 
 /** A bounds-checked cursor over value bytes that decodes by IDL type; throws on bad input. */
@@ -670,30 +698,29 @@ export class ArgsCodec {
 
     private values(args: readonly unknown[]): Uint8Array {
         if (args.length !== this.types.length) throw new Error('router codec: argument count');
-        const parts: Uint8Array[] = [];
-        this.types.forEach((type, i) => writeTyped(type, args[i], parts));
-        return concatBytes(parts);
+        const w = new Writer(64);
+        this.types.forEach((type, i) => writeTyped(type, args[i], w));
+        return w.done();
     }
 }
 
 const LOAN_PAGE_FIELDS = (LoanPage as unknown as IDL.RecordClass)._fields;
-const SAMPLE_LOAN_PAGE: LoanPage = {
+const SAMPLE_LOAN_PAGE: LoanPageView = {
     loans: [],
     next_cursor: [],
     complete: true,
     failed_shards: []
 };
 
-/** The value bytes of a router `LoanPage`; loans decoded from a shard reuse their bytes. */
-function encodeLoanPageReplyValue(page: LoanPage): Uint8Array {
+/** The value bytes of a router `LoanPage`; the loans are their views' bytes. */
+function encodeLoanPageReplyValue(page: LoanPageView): Uint8Array {
     const parts: Uint8Array[] = [];
     const value = page as unknown as Record<string, unknown>;
     for (const [name, type] of LOAN_PAGE_FIELDS) {
         if (name === 'loans') {
-            parts.push(lebBytes(page.loans.length));
-            for (const loan of page.loans) parts.push(loanValueBytes(loan));
+            loansParts(page.loans, parts);
         } else {
-            writeTyped(type, value[name], parts);
+            parts.push(encodeTypedValue(type, value[name]));
         }
     }
     return concatBytes(parts);
@@ -710,7 +737,9 @@ const ERR_USER_PAGE = new ErrReplyCodec(OK_USER_PAGE_PREFIX);
  * The reply `Result<LoanPage>` of the router's user-loan pages, as `IDL.encode` writes it, by
  * hand (the generic encoder cost about 100 M instructions for a page of 40 loans).
  */
-export function encodeUserLoanPageReply(result: { Ok: LoanPage } | { Err: ApiError }): Uint8Array {
+export function encodeUserLoanPageReply(
+    result: { Ok: LoanPageView } | { Err: ApiError }
+): Uint8Array {
     return 'Ok' in result
         ? concatBytes([OK_USER_PAGE_PREFIX, encodeLoanPageReplyValue(result.Ok)])
         : ERR_USER_PAGE.encode(result.Err);

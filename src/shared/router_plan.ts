@@ -8,24 +8,38 @@ import type { Principal } from '@dfinity/principal';
 
 import { tagOf } from './candid';
 import type { ShardSnapshot } from './balancing';
-import { totalDue } from './loan';
 import { decodeCursor, mergePages, u64KeyCodec, type ShardPage } from './aggregation';
+import {
+    addFundingOf,
+    compareViewIds,
+    decodeLoanValue,
+    LOAN_STATUS_ORDER,
+    loanPeopleKeys,
+    nat64FromHalves,
+    viewId,
+    viewNat64,
+    type LoanView,
+    type LoanViewPage
+} from './loan_codec';
 import { fromRanges, type SlotMap } from './slot_map';
-import type { ShardLoanPage, ShardStats } from './shard_api';
+import type { ShardStats } from './shard_api';
 import {
     ApiError,
-    FarmerDashboard,
-    InvestorDashboard,
     Loan,
     LOAN_STATUSES,
-    LoanPage,
+    LoanStatusName,
     RoutingTable,
     StatusCount,
     SystemAnalytics
 } from './types';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_SHARDS } from './limits';
 import { invalidInput } from './errors';
-import { principalKey } from './router_codec';
+import {
+    principalKey,
+    type FarmerDashboardView,
+    type InvestorDashboardView,
+    type LoanPageView
+} from './router_codec';
 
 type Res<T> = { Ok: T } | { Err: ApiError };
 
@@ -166,12 +180,12 @@ export function planPage(
     return { Ok: { limit, after: decoded.value } };
 }
 
-/** One shard's answer to a page request: its page or why it could not be had. */
+/** One shard's answer to a page request: its page (loans as views) or why it could not be had. */
 export type ShardAnswer = { shard_id: number } & (
-    { ok: true; page: ShardLoanPage } | { ok: false; error: string }
+    { ok: true; page: LoanViewPage } | { ok: false; error: string }
 );
 
-function toShardPage(answer: ShardAnswer, id: number): ShardPage<Loan> {
+function toShardPage(answer: ShardAnswer, id: number): ShardPage<LoanView> {
     if (!answer.ok) return { shard_id: id, ok: false, error: answer.error };
     return {
         shard_id: id,
@@ -190,22 +204,24 @@ export function mergeUserLoans(
     borrower: ShardAnswer | null,
     investor: readonly ShardAnswer[],
     plan: PagePlan
-): Res<LoanPage> {
+): Res<LoanPageView> {
     // Investor lists keep their shard id; the borrower list takes an id no shard has (ids < 2^32).
     const BORROWER_LIST = 2 ** 32;
     const pages = investor.map((a) => toShardPage(a, a.shard_id));
     if (borrower !== null) pages.push(toShardPage(borrower, BORROWER_LIST));
     const merged = mergePages(pages, {
         limit: plan.limit,
-        key: (loan: Loan) => loan.id,
+        key: viewId,
         compare: (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0),
         codec: u64KeyCodec,
         after: plan.after
     });
     if (!merged.ok) return invalid(merged.error.field, merged.error.reason);
-    const loans: Loan[] = [];
+    const loans: LoanView[] = [];
     for (const loan of merged.value.items) {
-        if (loans.length === 0 || loans[loans.length - 1].id !== loan.id) loans.push(loan);
+        if (loans.length === 0 || compareViewIds(loans[loans.length - 1], loan) !== 0) {
+            loans.push(loan);
+        }
     }
     const failed = new Set<number>();
     for (const id of merged.value.failed_shards) {
@@ -223,61 +239,139 @@ export function mergeUserLoans(
 
 // ---- Dashboards -------------------------------------------------------------------------------
 
-function byStatus(loans: readonly Loan[]): StatusCount[] {
-    const counts = new Map<string, bigint>();
-    for (const loan of loans) {
-        const name = tagOf(loan.status);
-        counts.set(name, (counts.get(name) ?? 0n) + 1n);
+const STATUS_NAMES: readonly LoanStatusName[] = LOAN_STATUS_ORDER;
+const ACTIVE = STATUS_NAMES.indexOf('Active');
+const REPAID = STATUS_NAMES.indexOf('Repaid');
+const DEFAULTED = STATUS_NAMES.indexOf('Defaulted');
+/** `LOAN_STATUSES` (the order `by_status` lists) as indexes into `STATUS_NAMES`. */
+const LISTED = LOAN_STATUSES.map((name) => STATUS_NAMES.indexOf(name));
+
+/** Counts per status index (`LoanView.status`), listed in `LOAN_STATUSES` order, zeros left out. */
+function byStatus(counts: readonly number[]): StatusCount[] {
+    const out: StatusCount[] = [];
+    for (const index of LISTED) {
+        if (counts[index] > 0) {
+            out.push({
+                status: { [STATUS_NAMES[index]]: null } as StatusCount['status'],
+                count: BigInt(counts[index])
+            });
+        }
     }
-    return LOAN_STATUSES.filter((name) => counts.has(name)).map((name) => ({
-        status: { [name]: null } as StatusCount['status'],
-        count: counts.get(name)!
-    }));
+    return out;
 }
 
-function isActive(loan: Loan): boolean {
-    return 'Active' in loan.status;
+/** Most loans a dashboard sums (it reads a few pages per shard: far fewer). */
+const MAX_DASHBOARD_LOANS = 2 ** 21;
+
+/** Below this, products and sums of numbers are exact integers (2^52: margin for the checks). */
+const EXACT_BELOW = 2 ** 52;
+
+/**
+ * Views sorted by loan id with duplicates (same id from two answers) removed, the first kept.
+ * Shard pages come sorted, so an ascending list (the usual case) is only checked, not sorted.
+ */
+function uniqueById(loans: readonly LoanView[]): LoanView[] {
+    // Sums of 32-bit halves (`nat64FromHalves`) stay exact for this many loans.
+    if (loans.length > MAX_DASHBOARD_LOANS) throw new RangeError('too many loans for a dashboard');
+    let ascending = true;
+    for (let i = 1; i < loans.length; i++) {
+        const a = loans[i - 1];
+        const b = loans[i];
+        if (a.idHi > b.idHi || (a.idHi === b.idHi && a.idLo >= b.idLo)) {
+            ascending = false;
+            break;
+        }
+    }
+    if (ascending) return loans.slice();
+    const sorted = [...loans].sort(compareViewIds);
+    return sorted.filter((loan, i) => i === 0 || compareViewIds(sorted[i - 1], loan) !== 0);
 }
 
-/** Loans sorted by id with duplicates (same id from two answers) removed. */
-function uniqueById(loans: readonly Loan[]): Loan[] {
-    const sorted = [...loans].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    return sorted.filter((loan, i) => i === 0 || sorted[i - 1].id !== loan.id);
+/**
+ * What an active loan still owes: its total due (`totalDue`: approved plus `apr` basis points of
+ * it, rounded down) less repaid, as a number when every figure is small enough to be exact (the
+ * usual case: no BigInt), else -1 (the caller then uses `owedBig`).
+ */
+function owedSmall(v: LoanView): number {
+    const data = v.data;
+    if (
+        data.getUint32(v.approvedAt + 4, true) !== 0 ||
+        data.getUint32(v.aprAt + 4, true) !== 0 ||
+        data.getUint32(v.repaidAt + 4, true) !== 0
+    ) {
+        return -1;
+    }
+    const approved = data.getUint32(v.approvedAt, true);
+    const apr = data.getUint32(v.aprAt, true);
+    const product = approved * apr;
+    if (product >= EXACT_BELOW) return -1;
+    let interest = Math.floor(product / 10_000);
+    // Exact integer division, whatever the rounding of `/`.
+    if (interest * 10_000 > product) interest -= 1;
+    else if ((interest + 1) * 10_000 <= product) interest += 1;
+    const due = approved + interest;
+    const repaid = data.getUint32(v.repaidAt, true);
+    return due > repaid ? due - repaid : 0;
+}
+
+/** `owedSmall` in BigInt arithmetic, for any amounts. */
+function owedBig(v: LoanView): bigint {
+    const approved = viewNat64(v, v.approvedAt);
+    const due = approved + (approved * viewNat64(v, v.aprAt)) / 10_000n;
+    const repaid = viewNat64(v, v.repaidAt);
+    return due > repaid ? due - repaid : 0n;
 }
 
 /**
  * A farmer's dashboard from their loans (all on one shard). Borrowed = approved amounts of loans
  * that were disbursed (Active, Repaid, Defaulted); outstanding = what active loans still owe.
+ * Reads four fields in each loan's bytes (sums kept as 32-bit halves: no BigInt per loan, see
+ * `nat64FromHalves`); the loans stay views, whose bytes the reply carries.
  */
 export function farmerDashboard(
-    farmer: FarmerDashboard['farmer'],
-    loans: readonly Loan[],
+    farmer: FarmerDashboardView['farmer'],
+    loans: readonly LoanView[],
     failed_shards: readonly number[],
     now_ns: bigint
-): FarmerDashboard {
+): FarmerDashboardView {
     const all = uniqueById(loans);
-    let total_borrowed = 0n;
-    let total_repaid = 0n;
-    let outstanding_balance = 0n;
+    const counts = STATUS_NAMES.map(() => 0);
+    let borrowedHi = 0;
+    let borrowedLo = 0;
+    let repaidHi = 0;
+    let repaidLo = 0;
+    let outstandingSmall = 0;
+    let outstandingBig = 0n;
     for (const loan of all) {
-        const disbursed =
-            'Active' in loan.status || 'Repaid' in loan.status || 'Defaulted' in loan.status;
-        if (disbursed) total_borrowed += loan.amount_approved;
-        total_repaid += loan.total_repaid;
-        if (isActive(loan)) {
-            const due = totalDue(loan);
-            outstanding_balance += due > loan.total_repaid ? due - loan.total_repaid : 0n;
+        const status = loan.status;
+        const data = loan.data;
+        counts[status] += 1;
+        if (status === ACTIVE || status === REPAID || status === DEFAULTED) {
+            borrowedHi += data.getUint32(loan.approvedAt + 4, true);
+            borrowedLo += data.getUint32(loan.approvedAt, true);
+        }
+        repaidHi += data.getUint32(loan.repaidAt + 4, true);
+        repaidLo += data.getUint32(loan.repaidAt, true);
+        if (status === ACTIVE) {
+            const small = owedSmall(loan);
+            if (small < 0) outstandingBig += owedBig(loan);
+            else outstandingSmall += small;
+            // Each small amount is below 2^40: moved to the BigInt before the sum leaves 2^53.
+            if (outstandingSmall >= EXACT_BELOW) {
+                outstandingBig += BigInt(outstandingSmall);
+                outstandingSmall = 0;
+            }
         }
     }
     return {
         farmer,
         loans: all,
         total_loans: BigInt(all.length),
-        active_loans: BigInt(all.filter(isActive).length),
-        total_borrowed,
-        total_repaid,
-        outstanding_balance,
-        by_status: byStatus(all),
+        active_loans: BigInt(counts[ACTIVE]),
+        total_borrowed: nat64FromHalves(borrowedHi, borrowedLo),
+        total_repaid: nat64FromHalves(repaidHi, repaidLo),
+        outstanding_balance: BigInt(outstandingSmall) + outstandingBig,
+        by_status: byStatus(counts),
         complete: failed_shards.length === 0,
         failed_shards: [...failed_shards].sort((a, b) => a - b),
         generated_at: now_ns
@@ -289,29 +383,31 @@ export function farmerDashboard(
  * investor's own funding amounts; repaid on funded loans = those loans' repayments, whole.
  */
 export function investorDashboard(
-    investor: InvestorDashboard['investor'],
-    loans: readonly Loan[],
+    investor: InvestorDashboardView['investor'],
+    loans: readonly LoanView[],
     failed_shards: readonly number[],
     now_ns: bigint
-): InvestorDashboard {
+): InvestorDashboardView {
     const all = uniqueById(loans);
     const me = principalKey(investor);
-    let total_invested = 0n;
-    let total_repaid_on_funded_loans = 0n;
+    const counts = STATUS_NAMES.map(() => 0);
+    const invested: [number, number] = [0, 0];
+    let repaidHi = 0;
+    let repaidLo = 0;
     for (const loan of all) {
-        for (const funding of loan.funders) {
-            if (principalKey(funding.investor) === me) total_invested += funding.amount;
-        }
-        total_repaid_on_funded_loans += loan.total_repaid;
+        counts[loan.status] += 1;
+        addFundingOf(loan, me, invested);
+        repaidHi += loan.data.getUint32(loan.repaidAt + 4, true);
+        repaidLo += loan.data.getUint32(loan.repaidAt, true);
     }
     return {
         investor,
         investments: all,
         total_investments: BigInt(all.length),
-        active_investments: BigInt(all.filter(isActive).length),
-        total_invested,
-        total_repaid_on_funded_loans,
-        by_status: byStatus(all),
+        active_investments: BigInt(counts[ACTIVE]),
+        total_invested: nat64FromHalves(invested[0], invested[1]),
+        total_repaid_on_funded_loans: nat64FromHalves(repaidHi, repaidLo),
+        by_status: byStatus(counts),
         complete: failed_shards.length === 0,
         failed_shards: [...failed_shards].sort((a, b) => a - b),
         generated_at: now_ns
@@ -372,6 +468,16 @@ export function systemAnalytics(answers: readonly StatsAnswer[], now_ns: bigint)
     };
 }
 
+/**
+ * `userTagsOf` the loan whose value bytes are `bytes` (a shard's reply to a write), read in place
+ * when the bytes are in the usual form, else decoded.
+ */
+export function userTagsOfBytes(bytes: Uint8Array): string[] {
+    const keys = loanPeopleKeys(bytes);
+    if (keys === undefined) return userTagsOf(decodeLoanValue(bytes));
+    return [...new Set(keys.map((key) => `${USER_TAG}${key}`))];
+}
+
 /** Cache tags of a loan's people: its borrower and every funder, so a write invalidates them all. */
 export function userTagsOf(loan: Loan): string[] {
     const tags = new Set<string>([userTag(loan.borrower)]);
@@ -381,5 +487,7 @@ export function userTagsOf(loan: Loan): string[] {
 
 /** A user's cache tag: from the principal's bytes (`principalKey`), cheaper than its text. */
 export function userTag(user: Principal): string {
-    return `user:${principalKey(user)}`;
+    return `${USER_TAG}${principalKey(user)}`;
 }
+
+const USER_TAG = 'user:';

@@ -13,9 +13,21 @@ import {
     decodeUpdateLoanArgs,
     encodeLoanValue,
     encodeNewLoanValue,
+    encodePrincipalPageArgs,
     encodeUpdateLoanArgValues,
-    lebBytes
+    lebBytes,
+    addFundingOf,
+    LOAN_STATUS_ORDER,
+    loanViewOf,
+    nat64FromHalves,
+    scanLoanPageValue,
+    scanLoanValue,
+    ValueReader,
+    viewBytes,
+    viewId,
+    viewNat64
 } from '../../src/shared/loan_codec';
+import { latin1 } from '../../src/shared/router_codec';
 import { ShardLoanPage } from '../../src/shared/shard_api';
 import { Loan, LoanStatus, LoanUpdate, NewLoan, Result } from '../../src/shared/types';
 import { loanArb as anyLoan, loanStatus, nat64, optNat64, principal } from './arbitraries';
@@ -187,6 +199,7 @@ describe('loan codec', () => {
                 const byPrincipal = new Uint8Array(
                     IDL.encode([IDL.Principal, ...tail], [p, cursor, limit])
                 );
+                expect(encodePrincipalPageArgs({ key: p, cursor, limit })).toEqual(byPrincipal);
                 const [key, c, l] = IDL.decode([IDL.Principal, ...tail], byPrincipal);
                 expect(decodePrincipalPageArgs(byPrincipal)).toEqual({ key, cursor: c, limit: l });
                 const byStatus = new Uint8Array(
@@ -210,6 +223,112 @@ describe('loan codec', () => {
                 expect(decodePrincipalPageArgs(short)).toBeUndefined();
             }),
             { numRuns: 300 }
+        );
+    });
+
+    it('scans a loan into a view of its bytes, id, status and amounts, as decoding reads them', () => {
+        fc.assert(
+            fc.property(loanArb, (loan) => {
+                const v = loanViewOf(loan);
+                expect(viewBytes(v)).toEqual(encodeLoanValue(loan));
+                expect(viewId(v)).toBe(loan.id);
+                expect({ [LOAN_STATUS_ORDER[v.status]]: null }).toEqual(loan.status);
+                expect(viewNat64(v, v.approvedAt)).toBe(loan.amount_approved);
+                expect(viewNat64(v, v.aprAt)).toBe(loan.apr);
+                expect(viewNat64(v, v.repaidAt)).toBe(loan.total_repaid);
+            }),
+            { numRuns: 200 }
+        );
+    });
+
+    it('accepts exactly the loan bytes decoding accepts, cut or changed anywhere', () => {
+        const accepts = (read: () => unknown): boolean => {
+            try {
+                read();
+                return true;
+            } catch {
+                return false;
+            }
+        };
+        fc.assert(
+            fc.property(loanArb, fc.nat(), fc.nat({ max: 255 }), (loan, where, value) => {
+                const bytes = encodeLoanValue(loan);
+                const changed = bytes.slice();
+                changed[where % bytes.length] = value;
+                const cut = bytes.slice(0, where % bytes.length);
+                for (const candidate of [changed, cut]) {
+                    const scanned = accepts(() => {
+                        const r = new ValueReader(candidate);
+                        scanLoanValue(r, candidate);
+                        if (r.at !== candidate.length) throw new Error('trailing');
+                    });
+                    expect(scanned).toBe(accepts(() => decodeLoanValue(candidate)));
+                }
+            }),
+            { numRuns: 500 }
+        );
+    });
+
+    it('scans a page into views over its loans, and rejects what a decode rejects', () => {
+        fc.assert(
+            fc.property(fc.array(loanArb, { maxLength: 5 }), optNat64, (loans, next_cursor) => {
+                const body = concatBytes([
+                    lebBytes(loans.length),
+                    ...loans.map(encodeLoanValue),
+                    new Uint8Array(next_cursor.length === 0 ? [0] : [1, 0, 0, 0, 0, 0, 0, 0, 0])
+                ]);
+                if (next_cursor.length === 1) {
+                    new DataView(body.buffer).setBigUint64(body.length - 8, next_cursor[0], true);
+                }
+                const page = scanLoanPageValue(body);
+                expect(page.next_cursor).toEqual(next_cursor);
+                expect(page.loans.map(viewBytes)).toEqual(loans.map(encodeLoanValue));
+                expect(() => scanLoanPageValue(body.slice(0, body.length - 1))).toThrow();
+                expect(() => scanLoanPageValue(concatBytes([body, new Uint8Array([0])]))).toThrow(
+                    /trailing/
+                );
+            }),
+            { numRuns: 50 }
+        );
+    });
+
+    it('scans bytes with a LEB128 count in two bytes (valid Candid) field by field, alike', () => {
+        fc.assert(
+            fc.property(loanArb, (loan) => {
+                const bytes = encodeLoanValue(loan);
+                const v = loanViewOf(loan);
+                // The funders' count, one byte below 128, written again as two bytes.
+                const count = bytes[v.fundersAt];
+                const wide = concatBytes([
+                    bytes.subarray(0, v.fundersAt),
+                    new Uint8Array([count | 0x80, 0]),
+                    bytes.subarray(v.fundersAt + 1)
+                ]);
+                const r = new ValueReader(wide);
+                const w = scanLoanValue(r, wide);
+                expect(r.at).toBe(wide.length);
+                expect(decodeLoanValue(wide)).toEqual(loan);
+                expect([viewId(w), w.status, viewNat64(w, w.approvedAt)]).toEqual([
+                    loan.id,
+                    v.status,
+                    loan.amount_approved
+                ]);
+                expect(viewNat64(w, w.repaidAt)).toBe(loan.total_repaid);
+                expect(w.fundersAt).toBe(v.fundersAt);
+                // Funding sums read the same either way, for each funder's own amounts.
+                for (const f of loan.funders) {
+                    const key = latin1(f.investor.toUint8Array());
+                    const want = loan.funders
+                        .filter((g) => g.investor.toText() === f.investor.toText())
+                        .reduce((a, g) => a + g.amount, 0n);
+                    for (const view of [v, w]) {
+                        const sum: [number, number] = [0, 0];
+                        addFundingOf(view, key, sum);
+                        expect(nat64FromHalves(sum[0], sum[1])).toBe(want);
+                    }
+                }
+            }),
+            { numRuns: 100 }
         );
     });
 });

@@ -4,9 +4,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
 import {
-    decodeLoanPageValue,
     encodeLoanPageValue,
-    okLoanPrefix
+    loanViewOf,
+    okLoanPrefix,
+    scanLoanPageValue,
+    viewBytes,
+    viewId,
+    type LoanView
 } from '../../src/shared/loan_codec';
 import {
     ArgsCodec,
@@ -46,6 +50,7 @@ import {
 import { loanArb as anyLoan, loanStatus, nat64, optNat64, principal } from './arbitraries';
 
 const status = loanStatus;
+const views = (list: readonly Loan[]): LoanView[] => list.map(loanViewOf);
 const loanArb = anyLoan(3, 4);
 const loans = fc.array(loanArb, { maxLength: 4 });
 const statusCounts = fc.array(
@@ -184,11 +189,18 @@ describe('router codec', () => {
                 const theirs = IDL.decode([Result(ShardLoanPage)], reply)[0] as unknown as {
                     Ok: unknown;
                 };
-                expect(mine).toEqual(theirs.Ok);
-                // The decoded loans carry their bytes: re-encoding the page gives the same bytes.
-                const value = encodeLoanPageValue(mine!);
+                const decoded = theirs.Ok as { loans: Loan[]; next_cursor: [] | [bigint] };
+                // The views lie over each loan's own bytes, in order, with its id and status.
+                expect(mine!.next_cursor).toEqual(decoded.next_cursor);
+                expect(mine!.loans.map(viewId)).toEqual(decoded.loans.map((l) => l.id));
+                expect(mine!.loans.map(viewBytes)).toEqual(
+                    decoded.loans.map((l) => viewBytes(loanViewOf(l)))
+                );
+                const value = encodeLoanPageValue(decoded);
                 expect(value).toEqual(reply.subarray(reply.length - value.length));
-                expect(decodeLoanPageValue(value)).toEqual(theirs.Ok);
+                expect(scanLoanPageValue(value).loans.map(viewId)).toEqual(
+                    decoded.loans.map((l) => l.id)
+                );
             })
         );
     });
@@ -205,13 +217,15 @@ describe('router codec', () => {
         fc.assert(
             fc.property(farmerArb, (d) => {
                 const theirs = encoded([Result(FarmerDashboard)], [{ Ok: d }]);
-                expect(encodeOkFarmerReply(d)).toEqual(theirs);
+                expect(encodeOkFarmerReply({ ...d, loans: views(d.loans) })).toEqual(theirs);
             })
         );
         fc.assert(
             fc.property(investorArb, (d) => {
                 const theirs = encoded([Result(InvestorDashboard)], [{ Ok: d }]);
-                expect(encodeOkInvestorReply(d)).toEqual(theirs);
+                expect(encodeOkInvestorReply({ ...d, investments: views(d.investments) })).toEqual(
+                    theirs
+                );
             })
         );
     });
@@ -511,9 +525,9 @@ describe('router codec: Err replies and small values (P3)', () => {
         fc.assert(
             fc.property(pageArb, apiErrorArb, (page, error) => {
                 const type = Result(LoanPage);
-                expect(encodeUserLoanPageReply({ Ok: page })).toEqual(
-                    encoded([type], [{ Ok: page }])
-                );
+                expect(
+                    encodeUserLoanPageReply({ Ok: { ...page, loans: views(page.loans) } })
+                ).toEqual(encoded([type], [{ Ok: page }]));
                 expect(encodeUserLoanPageReply({ Err: error })).toEqual(
                     encoded([type], [{ Err: error }])
                 );

@@ -1,10 +1,20 @@
+import { IDL } from '@dfinity/candid';
 import { Principal } from '@dfinity/principal';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
 import { encodeCursor, u64KeyCodec } from '../../src/shared/aggregation';
 import { SLOT_COUNT } from '../../src/shared/limits';
-import { newLoanRecord } from '../../src/shared/loan';
+import { newLoanRecord, totalDue } from '../../src/shared/loan';
+import {
+    concatBytes,
+    encodeLoanValue,
+    loanPeopleKeys,
+    loanViewOf,
+    viewBytes,
+    viewId
+} from '../../src/shared/loan_codec';
+import { encodeOkFarmerReply, encodeOkInvestorReply } from '../../src/shared/router_codec';
 import {
     farmerDashboard,
     investorDashboard,
@@ -17,11 +27,21 @@ import {
     systemAnalytics,
     userTag,
     userTagsOf,
+    userTagsOfBytes,
     validateRoutingTable,
     type BalancerShard,
     type ShardAnswer
 } from '../../src/shared/router_plan';
-import type { Loan, RoutingTable } from '../../src/shared/types';
+import {
+    FarmerDashboard,
+    InvestorDashboard,
+    LOAN_STATUSES,
+    Result,
+    type Loan,
+    type RoutingTable,
+    type StatusCount
+} from '../../src/shared/types';
+import { loanArb, loanStatus, principal } from './arbitraries';
 
 function who(n: number): Principal {
     const bytes = new Uint8Array(29);
@@ -165,7 +185,7 @@ describe('mergeUserLoans', () => {
         shard_id,
         ok: true,
         page: {
-            loans: ids.map((id) => loan(id, me)),
+            loans: ids.map((id) => loanViewOf(loan(id, me))),
             next_cursor: more ? [ids[ids.length - 1]] : []
         }
     });
@@ -175,7 +195,7 @@ describe('mergeUserLoans', () => {
             limit: 10,
             after: null
         });
-        expect('Ok' in r && r.Ok.loans.map((l) => l.id)).toEqual([1n, 3n, 5n, 9n]);
+        expect('Ok' in r && r.Ok.loans.map(viewId)).toEqual([1n, 3n, 5n, 9n]);
         expect('Ok' in r && r.Ok.complete).toBe(true);
     });
 
@@ -185,7 +205,7 @@ describe('mergeUserLoans', () => {
         if (!('Ok' in r)) throw new Error('expected Ok');
         expect(r.Ok.complete).toBe(false);
         expect(r.Ok.failed_shards).toEqual([1]);
-        expect(r.Ok.loans.map((l) => l.id)).toEqual([2n]);
+        expect(r.Ok.loans.map(viewId)).toEqual([2n]);
         expect(r.Ok.next_cursor.length).toBe(1);
     });
 });
@@ -209,7 +229,8 @@ describe('dashboards', () => {
             loan(3n, farmer),
             loan(3n, farmer)
         ];
-        const d = farmerDashboard(farmer, loans, [], 9n);
+        const d = farmerDashboard(farmer, loans.map(loanViewOf), [], 9n);
+        expect(d.loans.map(viewId)).toEqual([1n, 2n, 3n]);
         expect(d.total_loans).toBe(3n);
         expect(d.active_loans).toBe(1n);
         expect(d.total_borrowed).toBe(1_500n);
@@ -230,7 +251,7 @@ describe('dashboards', () => {
                 { investor: who(3), amount: 700n }
             ]
         });
-        const d = investorDashboard(investor, [funded], [3, 1], 9n);
+        const d = investorDashboard(investor, [loanViewOf(funded)], [3, 1], 9n);
         expect(d.total_invested).toBe(300n);
         expect(d.total_investments).toBe(1n);
         expect(d.complete).toBe(false);
@@ -266,5 +287,176 @@ describe('dashboards', () => {
         expect(a.shards.map((s) => s.shard_id)).toEqual([1, 2]);
         expect(a.failed_shards).toEqual([3]);
         expect(a.complete).toBe(false);
+    });
+});
+
+/** The dashboards as plain `Loan` objects define them: the oracle of the view-based ones. */
+function uniqueLoans(loans: readonly Loan[]): Loan[] {
+    const sorted = [...loans].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return sorted.filter((loan, i) => i === 0 || sorted[i - 1].id !== loan.id);
+}
+
+function statusCounts(loans: readonly Loan[]): StatusCount[] {
+    return LOAN_STATUSES.map((name) => ({
+        status: { [name]: null } as StatusCount['status'],
+        count: BigInt(loans.filter((l) => name in l.status).length)
+    })).filter((c) => c.count > 0n);
+}
+
+function farmerOracle(farmer: Principal, loans: Loan[], failed: number[]): FarmerDashboard {
+    const all = uniqueLoans(loans);
+    const active = all.filter((l) => 'Active' in l.status);
+    const sum = (xs: bigint[]) => xs.reduce((a, b) => a + b, 0n);
+    return {
+        farmer,
+        loans: all,
+        total_loans: BigInt(all.length),
+        active_loans: BigInt(active.length),
+        total_borrowed: sum(
+            all
+                .filter(
+                    (l) => 'Active' in l.status || 'Repaid' in l.status || 'Defaulted' in l.status
+                )
+                .map((l) => l.amount_approved)
+        ),
+        total_repaid: sum(all.map((l) => l.total_repaid)),
+        outstanding_balance: sum(
+            active.map((l) => (totalDue(l) > l.total_repaid ? totalDue(l) - l.total_repaid : 0n))
+        ),
+        by_status: statusCounts(all),
+        complete: failed.length === 0,
+        failed_shards: [...failed].sort((a, b) => a - b),
+        generated_at: 9n
+    };
+}
+
+function investorOracle(investor: Principal, loans: Loan[], failed: number[]): InvestorDashboard {
+    const all = uniqueLoans(loans);
+    let invested = 0n;
+    for (const l of all) {
+        for (const f of l.funders)
+            if (f.investor.toText() === investor.toText()) invested += f.amount;
+    }
+    return {
+        investor,
+        investments: all,
+        total_investments: BigInt(all.length),
+        active_investments: BigInt(all.filter((l) => 'Active' in l.status).length),
+        total_invested: invested,
+        total_repaid_on_funded_loans: all.reduce((a, l) => a + l.total_repaid, 0n),
+        by_status: statusCounts(all),
+        complete: failed.length === 0,
+        failed_shards: [...failed].sort((a, b) => a - b),
+        generated_at: 9n
+    };
+}
+
+describe('dashboards over loan views', () => {
+    const me = principal;
+    /** Loans with ids drawn from a few values (duplicates, any order) and small amounts. */
+    const amount = fc.oneof(
+        fc.bigInt({ min: 0n, max: (1n << 32n) - 1n }),
+        fc.bigInt({ min: 0n, max: (1n << 40n) - 1n })
+    );
+    const loansFor = (investor: Principal) =>
+        fc.array(
+            fc
+                .record({
+                    base: loanArb(2, 3),
+                    id: fc.bigInt({ min: 0n, max: 12n }).map((n) => (n << 48n) | n),
+                    status: loanStatus,
+                    amount_approved: amount,
+                    apr: fc.oneof(
+                        fc.bigInt({ min: 0n, max: 100_000n }),
+                        fc.bigInt({ min: 0n, max: (1n << 22n) - 1n })
+                    ),
+                    total_repaid: amount,
+                    mine: fc.option(amount, { nil: undefined })
+                })
+                .map((x) => ({
+                    ...x.base,
+                    id: x.id,
+                    status: { ...x.status },
+                    amount_approved: x.amount_approved,
+                    apr: x.apr,
+                    total_repaid: x.total_repaid,
+                    funders: [
+                        ...x.base.funders.map((f) => ({ ...f, amount: f.amount >> 24n })),
+                        ...(x.mine === undefined ? [] : [{ investor, amount: x.mine }])
+                    ]
+                })),
+            { maxLength: 12 }
+        );
+    const failed = fc.array(fc.nat({ max: 9 }), { maxLength: 3 });
+
+    it('sum, count and list as the object definitions do, in reply bytes IDL.encode writes', () => {
+        fc.assert(
+            fc.property(
+                me.chain((p) => fc.tuple(fc.constant(p), loansFor(p), failed)),
+                ([user, loans, down]) => {
+                    const views = loans.map(loanViewOf);
+                    const farmer = farmerDashboard(user, views, down, 9n);
+                    const farmerWant = farmerOracle(user, loans, down);
+                    expect({ ...farmer, loans: farmer.loans.map(viewId) }).toEqual({
+                        ...farmerWant,
+                        loans: farmerWant.loans.map((l) => l.id)
+                    });
+                    expect(farmer.loans.map(viewBytes)).toEqual(
+                        farmerWant.loans.map((l) => viewBytes(loanViewOf(l)))
+                    );
+                    expect(encodeOkFarmerReply(farmer)).toEqual(
+                        new Uint8Array(IDL.encode([Result(FarmerDashboard)], [{ Ok: farmerWant }]))
+                    );
+                    const investor = investorDashboard(user, views, down, 9n);
+                    const investorWant = investorOracle(user, loans, down);
+                    expect({ ...investor, investments: investor.investments.map(viewId) }).toEqual({
+                        ...investorWant,
+                        investments: investorWant.investments.map((l) => l.id)
+                    });
+                    expect(encodeOkInvestorReply(investor)).toEqual(
+                        new Uint8Array(
+                            IDL.encode([Result(InvestorDashboard)], [{ Ok: investorWant }])
+                        )
+                    );
+                }
+            ),
+            { numRuns: 150 }
+        );
+    });
+
+    it('sums amounts near 2^64 exactly', () => {
+        const big = (1n << 64n) - 1n;
+        const loans = [1n, 2n, 3n].map((id) =>
+            loan(id, who(1), {
+                status: { Repaid: null },
+                amount_approved: big,
+                total_repaid: big - id
+            })
+        );
+        const d = farmerDashboard(who(1), loans.map(loanViewOf), [], 9n);
+        expect(d.total_borrowed).toBe(3n * big);
+        expect(d.total_repaid).toBe(3n * big - 6n);
+    });
+});
+
+describe('cache tags of a written loan', () => {
+    it('are read from its bytes as from the loan, whatever form the bytes have', () => {
+        fc.assert(
+            fc.property(loanArb(2, 4), (loan) => {
+                const bytes = encodeLoanValue(loan);
+                expect(userTagsOfBytes(bytes)).toEqual(userTagsOf(loan));
+                expect(loanPeopleKeys(bytes)?.length).toBe(1 + loan.funders.length);
+                // The same loan with its funders' count in two bytes: decoded, same tags.
+                const at = loanViewOf(loan).fundersAt;
+                const wide = concatBytes([
+                    bytes.subarray(0, at),
+                    new Uint8Array([bytes[at] | 0x80, 0]),
+                    bytes.subarray(at + 1)
+                ]);
+                expect(loanPeopleKeys(wide)).toBeUndefined();
+                expect(userTagsOfBytes(wide)).toEqual(userTagsOf(loan));
+            }),
+            { numRuns: 100 }
+        );
     });
 });
