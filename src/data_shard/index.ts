@@ -124,6 +124,8 @@ import {
     getSlotData,
     loans,
     putSlotData,
+    recentLoan,
+    rememberLoan,
     setConfig,
     setRuns,
     setStats,
@@ -261,22 +263,44 @@ function replyPage(result: Res<{ stored: Uint8Array[]; next_cursor: bigint | nul
     );
 }
 
-/** Principals whose text is remembered (index keys); the memo is emptied when full. */
-const MAX_REMEMBERED_TEXTS = 1_024;
-const texts = new Map<string, string>();
+/** Principals whose text and slot are remembered; the memo is emptied when full. */
+const MAX_REMEMBERED_PRINCIPALS = 4_096;
+/** What is known of a principal, by its bytes: its text and its slot, each once computed. */
+const principals = new Map<string, { text: string | undefined; slot: number | undefined }>();
+
+/** The principal `factsOf` answered last, by identity: a create asks for its borrower twice. */
+let lastPrincipal: Principal | undefined;
+let lastFacts: { text: string | undefined; slot: number | undefined } | undefined;
+
+function factsOf(p: Principal): { text: string | undefined; slot: number | undefined } {
+    if (p === lastPrincipal && lastFacts !== undefined) return lastFacts;
+    const key = principalBytesKey(p);
+    let facts = principals.get(key);
+    if (facts === undefined) {
+        if (principals.size >= MAX_REMEMBERED_PRINCIPALS) principals.clear();
+        facts = { text: undefined, slot: undefined };
+        principals.set(key, facts);
+    }
+    lastPrincipal = p;
+    lastFacts = facts;
+    return facts;
+}
 
 /**
  * `p.toText()` (CRC-32 and base-32, about a million instructions in the canister's JS engine),
- * remembered for the borrowers and investors a shard sees again and again.
+ * remembered for the borrowers and investors a shard sees again and again (index keys).
  */
 function textOf(p: Principal): string {
-    const key = principalBytesKey(p);
-    const known = texts.get(key);
-    if (known !== undefined) return known;
-    const text = p.toText();
-    if (texts.size >= MAX_REMEMBERED_TEXTS) texts.clear();
-    texts.set(key, text);
-    return text;
+    const facts = factsOf(p);
+    if (facts.text === undefined) facts.text = p.toText();
+    return facts.text;
+}
+
+/** `slotOf` a borrower (XXH64 of its bytes, about 150 K instructions), remembered the same way. */
+function slotOfPrincipal(p: Principal): number {
+    const facts = factsOf(p);
+    if (facts.slot === undefined) facts.slot = slotOf(p.toUint8Array());
+    return facts.slot;
 }
 
 function statusKey(status: LoanStatus): string {
@@ -290,8 +314,30 @@ function storedHash(id: bigint, version: bigint, bytes: Uint8Array): bigint {
 }
 
 function readLoan(id: bigint): Loan | undefined {
+    return readStored(id)?.loan;
+}
+
+/** A loan's stored bytes: from the heap when it was written recently (`recentLoan`). */
+function storedBytes(id: bigint): Uint8Array | undefined {
+    return recentLoan(id)?.bytes ?? loans.get(id);
+}
+
+/** A stored loan, decoded, with the bytes it was decoded from and their hash when known. */
+interface StoredLoan {
+    loan: Loan;
+    bytes: Uint8Array;
+    hash?: bigint;
+}
+
+/**
+ * `readLoan` keeping the stored bytes, for a write that replaces them: from the heap when the loan
+ * was written recently (`recentLoan`), else one read and a decode.
+ */
+function readStored(id: bigint): StoredLoan | undefined {
+    const recent = recentLoan(id);
+    if (recent !== undefined) return recent;
     const bytes = loans.get(id);
-    return bytes === undefined ? undefined : decodeLoan(bytes);
+    return bytes === undefined ? undefined : { loan: decodeLoan(bytes), bytes };
 }
 
 /**
@@ -302,36 +348,40 @@ function writeLoan(
     slot: number,
     state: SlotStateOrAbsent,
     record: SlotData,
-    before: Loan | undefined,
+    stored: StoredLoan | undefined,
     after: Loan | undefined
 ): { slot: SlotData; stored: Uint8Array | undefined } {
+    const before = stored?.loan;
+    const beforeBytes = stored?.bytes;
     const id = (after ?? before)!.id;
-    const beforeBytes = before === undefined ? undefined : loans.get(id);
     const afterBytes = after === undefined ? undefined : encodeLoan(after);
     const beforeHash =
         before === undefined || beforeBytes === undefined
             ? undefined
-            : storedHash(id, before.version, beforeBytes);
+            : (stored!.hash ?? storedHash(id, before.version, beforeBytes));
     const afterHash = afterBytes === undefined ? undefined : loanHash(afterBytes);
     if (afterBytes === undefined) {
         loans.remove(id);
         loanHashes.remove(id);
+        rememberLoan(id, undefined);
     } else {
-        loans.insert(id, afterBytes);
+        // A new id that is already taken means the slot's sequence counter is behind its loans:
+        // a bug. The trap rolls the whole call back (checked here, not with a lookup before).
+        if (loans.insert(id, afterBytes) !== undefined && before === undefined) {
+            throw new Error(`slot ${slot}'s sequence counter is behind its stored loans`);
+        }
         loanHashes.insert(id, { hash: afterHash!, version: after!.version });
+        rememberLoan(id, { loan: after!, bytes: afterBytes, hash: afterHash! });
     }
 
     const next = applyHashesToSlot(record, beforeHash, afterHash);
     putSlotData(slot, next);
     const { counters, totals } = getStats();
-    const delta = BigInt(afterBytes?.length ?? 0) - BigInt(beforeBytes?.length ?? 0);
-    const entryDelta = before === undefined ? 8n : after === undefined ? -8n : 0n;
+    const entryBytes = before === undefined ? 8 : after === undefined ? -8 : 0;
+    const delta = (afterBytes?.length ?? 0) - (beforeBytes?.length ?? 0) + entryBytes;
     stageStats({
         totals: applyToTotals(totals, before, after),
-        counters: {
-            ...counters,
-            storage_used_bytes: counters.storage_used_bytes + delta + entryDelta
-        }
+        counters: { ...counters, storage_used_bytes: counters.storage_used_bytes + BigInt(delta) }
     });
 
     if (before === undefined && after !== undefined) byBorrower.add(textOf(after.borrower), id);
@@ -362,7 +412,7 @@ function indexPage(
     const { ids, has_more } = index.page(key, cursor[0] ?? null, size.Ok);
     const stored: Uint8Array[] = [];
     for (const id of ids) {
-        const bytes = loans.get(id);
+        const bytes = storedBytes(id);
         if (bytes !== undefined) stored.push(bytes);
     }
     const last = ids[ids.length - 1];
@@ -398,7 +448,7 @@ function createLoan(application: NewLoan): Res<Uint8Array> {
     const valid = validateNewLoan(application, now);
     if ('Err' in valid) return valid;
     const config = getConfig();
-    const slot = slotOf(application.borrower.toUint8Array());
+    const slot = slotOfPrincipal(application.borrower);
     const state = stateAt(getRuns(), slot);
     const admitted = admitWrite(slot, state, config.read_only, config.epoch);
     if ('Err' in admitted) return admitted;
@@ -420,9 +470,6 @@ function createLoan(application: NewLoan): Res<Uint8Array> {
     if (!id.ok) {
         return { Err: { CapacityExceeded: { resource: 'loans_per_slot', limit: 2n ** 48n } } };
     }
-    if (loans.containsKey(id.value)) {
-        throw new Error(`slot ${slot}'s sequence counter is behind its stored loans`);
-    }
     const loan = newLoanRecord(id.value, application, now);
     const next = { ...record, next_seq: record.next_seq + 1 };
     return { Ok: writeLoan(slot, state, next, undefined, loan).stored! };
@@ -438,10 +485,10 @@ function updateLoan(id: bigint, change: LoanUpdate): Res<Uint8Array> {
     const state = stateAt(getRuns(), slot);
     const admitted = admitWrite(slot, state, config.read_only, config.epoch);
     if ('Err' in admitted) return admitted;
-    const before = readLoan(id);
+    const before = readStored(id);
     const record = getSlotData(slot);
     if (before === undefined) return { Err: { NotFound: { what: 'loan', id: String(id) } } };
-    const after = applyLoanUpdate(before, change, time());
+    const after = applyLoanUpdate(before.loan, change, time());
     if ('Err' in after) return after;
     if (record === undefined) throw new Error(`slot ${slot} holds a loan but no data`);
     return { Ok: writeLoan(slot, state, record, before, after.Ok).stored! };
@@ -553,7 +600,7 @@ function exportSlotBatch(
         while (seq + 1 < record.next_seq) {
             const id = encodeLoanId(slot, seq + 1);
             if (!id.ok) break;
-            const encoded = loans.get(id.value);
+            const encoded = storedBytes(id.value);
             const full =
                 batch.length >= limit ||
                 probes >= MAX_EXPORT_PROBES ||
@@ -603,7 +650,7 @@ function importLoans(batch: Loan[], slot_seqs: SlotSeq[]): Res<ImportResult> {
                     `slot ${slot} of loan ${loan.id} is not being imported here`
                 );
             }
-            if (slotOf(loan.borrower.toUint8Array()) !== slot) {
+            if (slotOfPrincipal(loan.borrower) !== slot) {
                 return invalid('loans', `loan ${loan.id}'s borrower is not in slot ${slot}`);
             }
         }
@@ -614,8 +661,8 @@ function importLoans(batch: Loan[], slot_seqs: SlotSeq[]): Res<ImportResult> {
         }
         let imported = 0;
         for (const loan of batch) {
-            const existing = readLoan(loan.id);
-            if (!shouldImport(existing, loan)) continue;
+            const existing = readStored(loan.id);
+            if (!shouldImport(existing?.loan, loan)) continue;
             const slot = Number(loan.id >> 48n);
             const record = getSlotData(slot) ?? newSlotData();
             // A copied loan's seq is taken: the counter must pass it even before slot_seqs arrive.
@@ -691,7 +738,7 @@ function exportDirtyBatch(limit: number): Res<Uint8Array[]> {
     const { ids } = dirty.page(DIRTY_KEY, null, limit);
     const stored: Uint8Array[] = [];
     for (const id of ids) {
-        const bytes = loans.get(id);
+        const bytes = storedBytes(id);
         if (bytes !== undefined) stored.push(bytes);
     }
     return { Ok: stored };
@@ -747,9 +794,9 @@ function deleteSlotBatch(span: SlotSpan, limit: number): Res<DeleteResult> {
                 if (!id.ok) break;
                 seq += 1;
                 probes += 1;
-                const loan = readLoan(id.value);
-                if (loan !== undefined) {
-                    record = writeLoan(slot, 'Released', record, loan, undefined).slot;
+                const stored = readStored(id.value);
+                if (stored !== undefined) {
+                    record = writeLoan(slot, 'Released', record, stored, undefined).slot;
                     deleted += 1;
                 }
             }
@@ -888,7 +935,7 @@ export default class {
     get_loan(): void {
         const id = decodeLoanIdArg(msgArgData()) ?? args<[bigint]>([nat64])[0];
         if (!canRead(msgCaller())) return replyLoan(NOT_AUTHORIZED);
-        const bytes = loans.get(id);
+        const bytes = storedBytes(id);
         replyLoan(
             bytes === undefined
                 ? { Err: { NotFound: { what: 'loan', id: String(id) } } }

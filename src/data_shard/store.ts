@@ -7,15 +7,18 @@
  *
  * The configuration, the slot-state runs and the statistics are read on every call, so they are
  * also kept in the heap: loaded from stable memory on first use (and eagerly in init and
- * post-upgrade, so queries find them loaded), and written to both on every change. A trap rolls
- * back the heap with stable memory, and an upgrade empties the heap, so the copies never drift.
+ * post-upgrade, so queries find them loaded), and written to both on every change. Bounded heap
+ * caches hold what writes read again soon: slot records, recently written loans (decoded, with
+ * their bytes and checksum hash) and decoded index nodes. A trap rolls back the heap with stable
+ * memory, and an upgrade empties the heap, so the copies never drift.
  */
 import { Principal, StableBTreeMap } from 'azle';
 
 import { emptyTotals, ShardTotals, SlotData, StateRun } from '../shared/shard_state';
-import { IndexNode, indexNodeCodec, SortedIdIndex } from '../shared/sorted_index';
+import { SLOT_COUNT } from '../shared/limits';
+import { indexNodeCodec, SortedIdIndex } from '../shared/sorted_index';
 import { rawBytes, u32Key, u64Key, utf8Text } from '../shared/stable_keys';
-import { LOAN_STATUSES } from '../shared/types';
+import { Loan, LOAN_STATUSES } from '../shared/types';
 
 /** The shard's configuration, written at init and by the factory. */
 export interface ShardConfig {
@@ -61,7 +64,7 @@ export const MEMORY = {
 } as const;
 
 /** Index store keys whose bytes are remembered; the memo is emptied when full. */
-const MAX_REMEMBERED_KEYS = 4_096;
+const MAX_REMEMBERED_KEYS = 8_192;
 const keyBytes = new Map<string, Uint8Array>();
 
 /**
@@ -83,8 +86,55 @@ export const indexKeyCodec = {
     fromBytes: utf8Text.fromBytes
 };
 
-function indexMap(memoryId: number): StableBTreeMap<string, IndexNode> {
-    return new StableBTreeMap<string, IndexNode>(memoryId, indexKeyCodec, indexNodeCodec);
+/** A value codec (Azle's `Serializable` shape, typed). */
+interface ValueCodec<V> {
+    toBytes(value: V): Uint8Array;
+    fromBytes(bytes: Uint8Array): V;
+}
+
+/**
+ * A `StableBTreeMap` whose values are decoded by `get` only. Azle's `insert` and `remove` decode
+ * the value they replace (for an index page, a copy of 2 KiB into typed arrays), which the shard
+ * never reads; here the map holds raw bytes and the codec runs on this side. The stored bytes are
+ * the codec's, exactly as with the codec given to the map, so the layout does not change.
+ */
+export class ValueMap<K, V> {
+    private readonly raw: StableBTreeMap<K, Uint8Array>;
+
+    constructor(
+        memoryId: number,
+        keyCodec: ValueCodec<K>,
+        private readonly codec: ValueCodec<V>
+    ) {
+        this.raw = new StableBTreeMap<K, Uint8Array>(memoryId, keyCodec, rawBytes);
+    }
+
+    get(key: K): V | undefined {
+        const bytes = this.raw.get(key);
+        return bytes === undefined ? undefined : this.codec.fromBytes(bytes);
+    }
+
+    /** Writes `value` under `key`; true when the key was new. */
+    insert(key: K, value: V): boolean {
+        return this.raw.insert(key, this.codec.toBytes(value)) === undefined;
+    }
+
+    remove(key: K): void {
+        this.raw.remove(key);
+    }
+}
+
+/**
+ * Decoded index nodes each index keeps in the heap (see `SortedIdIndexOptions.cached_nodes`),
+ * least recently used dropped first: the hot ones (statuses, active borrowers and investors) stay.
+ * At most 8 MiB per index at 256 ids per page; a borrower's one small page is far less.
+ */
+const CACHED_INDEX_NODES = 4_096;
+
+function index(memoryId: number): SortedIdIndex {
+    return new SortedIdIndex(new ValueMap(memoryId, indexKeyCodec, indexNodeCodec), {
+        cached_nodes: CACHED_INDEX_NODES
+    });
 }
 
 /** `SlotData` as 28 bytes: next_seq, low_seq (float64, exact below 2^53), count (u32), checksum (u64). */
@@ -112,22 +162,22 @@ export const slotDataCodec = {
 /** Bytes of `ShardStatsRecord`: five counters, three amounts (u64) and a u32 per status. */
 export const statsCodec = {
     toBytes(s: ShardStatsRecord): Uint8Array {
+        // Written out: this runs once per update call. `setBigUint64` takes values modulo 2^64.
         const bytes = new Uint8Array(8 * 8 + 4 * LOAN_STATUSES.length);
         const view = new DataView(bytes.buffer);
         const c = s.counters;
         const t = s.totals;
-        const wide = [
-            c.message_count,
-            c.error_count,
-            c.instructions_total,
-            c.instructions_max,
-            c.storage_used_bytes,
-            t.total_requested,
-            t.total_approved,
-            t.total_repaid
-        ];
-        wide.forEach((v, i) => view.setBigUint64(i * 8, BigInt.asUintN(64, v)));
-        LOAN_STATUSES.forEach((status, i) => view.setUint32(64 + i * 4, t.by_status[status]));
+        view.setBigUint64(0, c.message_count);
+        view.setBigUint64(8, c.error_count);
+        view.setBigUint64(16, c.instructions_total);
+        view.setBigUint64(24, c.instructions_max);
+        view.setBigUint64(32, c.storage_used_bytes);
+        view.setBigUint64(40, t.total_requested);
+        view.setBigUint64(48, t.total_approved);
+        view.setBigUint64(56, t.total_repaid);
+        for (let i = 0; i < LOAN_STATUSES.length; i++) {
+            view.setUint32(64 + i * 4, t.by_status[LOAN_STATUSES[i]]);
+        }
         return bytes;
     },
     fromBytes(bytes: Uint8Array): ShardStatsRecord {
@@ -180,23 +230,19 @@ export const loanHashCodec = {
 };
 
 const meta = new StableBTreeMap<string, unknown>(MEMORY.meta);
-const statsMap = new StableBTreeMap<number, ShardStatsRecord>(MEMORY.stats, u32Key, statsCodec);
+const statsMap = new ValueMap<number, ShardStatsRecord>(MEMORY.stats, u32Key, statsCodec);
 const STATS_KEY = 0;
 export const loans = new StableBTreeMap<bigint, Uint8Array>(MEMORY.loans, u64Key, rawBytes);
 /** Each stored loan's `LoanHash` (see there); absent for loans written by earlier builds. */
-export const loanHashes = new StableBTreeMap<bigint, LoanHash>(
-    MEMORY.loanHashes,
-    u64Key,
-    loanHashCodec
-);
-export const slots = new StableBTreeMap<number, SlotData>(MEMORY.slots, u32Key, slotDataCodec);
-export const byBorrower = new SortedIdIndex(indexMap(MEMORY.byBorrower));
-export const byInvestor = new SortedIdIndex(indexMap(MEMORY.byInvestor));
-export const byStatus = new SortedIdIndex(indexMap(MEMORY.byStatus));
+export const loanHashes = new ValueMap<bigint, LoanHash>(MEMORY.loanHashes, u64Key, loanHashCodec);
+const slots = new ValueMap<number, SlotData>(MEMORY.slots, u32Key, slotDataCodec);
+export const byBorrower = index(MEMORY.byBorrower);
+export const byInvestor = index(MEMORY.byInvestor);
+export const byStatus = index(MEMORY.byStatus);
 /** The ids written in migrating slots since their copy began (the catch-up set). */
-export const dirty = new SortedIdIndex(indexMap(MEMORY.dirty));
+export const dirty = index(MEMORY.dirty);
 /** The slots that hold data, so span scans skip empty slots without a lookup each. */
-const dataSlots = new SortedIdIndex(indexMap(MEMORY.dataSlots));
+const dataSlots = index(MEMORY.dataSlots);
 const DATA_SLOTS_KEY = 'slots';
 
 /** Heap copies (see the module comment); `undefined` until loaded. */
@@ -272,19 +318,69 @@ export function warmCaches(): void {
     writerBytes();
 }
 
-/** A slot's data (sequence counter, count, checksum) if it ever held a loan here. */
+/** Slot records kept in the heap (every write reads and writes its slot's): all of them fit. */
+const MAX_CACHED_SLOTS = SLOT_COUNT;
+const slotCache = new Map<number, SlotData>();
+
+/**
+ * A slot's data (sequence counter, count, checksum) if it ever held a loan here. Records are
+ * replaced, never changed in place (`putSlotData` takes a new object), so the heap copy is safe.
+ */
 export function getSlotData(slot: number): SlotData | undefined {
-    return slots.get(slot);
+    const cached = slotCache.get(slot);
+    if (cached !== undefined) return cached;
+    const stored = slots.get(slot);
+    if (stored !== undefined) cacheSlot(slot, stored);
+    return stored;
+}
+
+function cacheSlot(slot: number, data: SlotData): void {
+    if (slotCache.size >= MAX_CACHED_SLOTS && !slotCache.has(slot)) slotCache.clear();
+    slotCache.set(slot, data);
 }
 
 /** Writes a slot's data, keeping the index of slots with data in step; undefined forgets it. */
 export function putSlotData(slot: number, data: SlotData | undefined): void {
     if (data === undefined) {
+        slotCache.delete(slot);
         slots.remove(slot);
         dataSlots.remove(DATA_SLOTS_KEY, BigInt(slot));
     } else {
-        if (slots.insert(slot, data) === undefined) dataSlots.add(DATA_SLOTS_KEY, BigInt(slot));
+        cacheSlot(slot, data);
+        if (slots.insert(slot, data)) dataSlots.add(DATA_SLOTS_KEY, BigInt(slot));
     }
+}
+
+/** A loan as last written here: decoded, its stored bytes, and their checksum hash (`loanHash`). */
+export interface RecentLoan {
+    loan: Loan;
+    bytes: Uint8Array;
+    hash: bigint;
+}
+
+/**
+ * Loans kept in the heap after their last write, oldest write evicted first: a loan moves through
+ * its lifecycle in a few writes close together, and each one then skips the read, the decode and
+ * the hash lookup of the one before (together about 450 K instructions). Entries are never changed
+ * in place. At a few KiB per loan, about 10 MiB at most.
+ */
+const MAX_RECENT_LOANS = 4_096;
+const recentLoans = new Map<bigint, RecentLoan>();
+
+/** The loan `id` as last written here, if still remembered (see `recentLoans`). */
+export function recentLoan(id: bigint): RecentLoan | undefined {
+    return recentLoans.get(id);
+}
+
+/** Remembers a loan just written (undefined: just deleted) as the newest entry. */
+export function rememberLoan(id: bigint, entry: RecentLoan | undefined): void {
+    recentLoans.delete(id);
+    if (entry === undefined) return;
+    if (recentLoans.size >= MAX_RECENT_LOANS) {
+        const oldest = recentLoans.keys().next();
+        if (oldest.done !== true) recentLoans.delete(oldest.value);
+    }
+    recentLoans.set(id, entry);
 }
 
 /** Slots in `[start, end]` that hold data, ascending, after `after` (at most `limit`). */

@@ -53,6 +53,15 @@ export type IndexNode = IndexHeader | IndexPage;
 export interface SortedIdIndexOptions {
     /** Most ids per page, 8..=4096 (default 256). */
     page_size?: number;
+    /**
+     * Most decoded nodes (headers plus pages) kept in memory, 0..=MAX_CACHED_NODES (default 0: no
+     * cache). A cached node is served without a store read; when full, the index keys used least
+     * recently are dropped with their pages. Only
+     * for an index that is the sole writer of its store (as a canister's index over its own
+     * `StableBTreeMap`: the heap and stable memory roll back together on a trap, and an upgrade
+     * starts with an empty heap, so the cache never outlives or contradicts the store).
+     */
+    cached_nodes?: number;
 }
 
 /** One page of `SortedIdIndex.page`. `has_more` says whether ids exist after the last one. */
@@ -70,6 +79,8 @@ export const MAX_PAGE_LIMIT = 1000;
 export const MAX_INDEX_KEY_CHARS = 1024;
 /** Largest id the index accepts: ids are Candid `nat64`. */
 export const MAX_INDEXED_ID = (1n << 64n) - 1n;
+/** Largest `cached_nodes` (at 256 ids per page, about 8 MiB of pages). */
+export const MAX_CACHED_NODES = 4096;
 
 /**
  * Store key of an index key's header.
@@ -173,6 +184,10 @@ function checkIndexKey(indexKey: string): void {
 export class SortedIdIndex {
     readonly page_size: number;
     private readonly mergeThreshold: number;
+    private readonly cachedNodes: number;
+    /** Decoded nodes by index key: its header and the pages read or written since (see options). */
+    private readonly cache = new Map<string, CachedKey>();
+    private cachedCount = 0;
 
     /** Throws a RangeError when `page_size` is not an integer in 8..=4096. */
     constructor(
@@ -187,6 +202,11 @@ export class SortedIdIndex {
         }
         this.page_size = pageSize;
         this.mergeThreshold = Math.floor(pageSize / 2);
+        const cached = options.cached_nodes ?? 0;
+        if (!Number.isInteger(cached) || cached < 0 || cached > MAX_CACHED_NODES) {
+            throw new RangeError(`cached_nodes must be an integer in 0..${MAX_CACHED_NODES}`);
+        }
+        this.cachedNodes = cached;
     }
 
     /**
@@ -201,14 +221,14 @@ export class SortedIdIndex {
         const encoded = id;
         const header = this.readHeader(indexKey);
         if (header === undefined) {
-            this.writePage(indexKey, 0, BigUint64Array.of(encoded));
-            this.store.insert(headerKey(indexKey), {
+            this.writeHeader(indexKey, {
                 kind: 'header',
                 count: 1,
                 next_page_no: 1,
                 page_mins: BigUint64Array.of(encoded),
                 page_nos: Uint32Array.of(0)
             });
+            this.writePage(indexKey, 0, BigUint64Array.of(encoded));
             return true;
         }
         const at = pageIndexFor(header, encoded);
@@ -229,7 +249,7 @@ export class SortedIdIndex {
         }
         this.writePage(indexKey, pageNo, ids);
         header.count++;
-        this.store.insert(headerKey(indexKey), header);
+        this.writeHeader(indexKey, header);
         return true;
     }
 
@@ -255,17 +275,18 @@ export class SortedIdIndex {
         if (header.count === 0) {
             this.store.remove(pageKey(indexKey, pageNo));
             this.store.remove(headerKey(indexKey));
+            this.forget(indexKey);
             return true;
         }
         if (ids.length === 0) {
-            this.store.remove(pageKey(indexKey, pageNo));
+            this.removePage(indexKey, pageNo);
             header.page_mins = removedAt(header.page_mins, at);
             header.page_nos = removedAt(header.page_nos, at);
         } else {
             if (position === 0) header.page_mins[at] = ids[0];
             this.mergeOrWrite(indexKey, header, at, ids);
         }
-        this.store.insert(headerKey(indexKey), header);
+        this.writeHeader(indexKey, header);
         return true;
     }
 
@@ -348,6 +369,7 @@ export class SortedIdIndex {
         if (header === undefined) return 0;
         for (const pageNo of header.page_nos) this.store.remove(pageKey(indexKey, pageNo));
         this.store.remove(headerKey(indexKey));
+        this.forget(indexKey);
         return header.count;
     }
 
@@ -367,7 +389,7 @@ export class SortedIdIndex {
             const left = this.readPage(indexKey, leftNo).ids;
             if (left.length + ids.length <= this.mergeThreshold) {
                 this.writePage(indexKey, leftNo, joined(left, ids));
-                this.store.remove(pageKey(indexKey, pageNo));
+                this.removePage(indexKey, pageNo);
                 header.page_mins = removedAt(header.page_mins, at);
                 header.page_nos = removedAt(header.page_nos, at);
                 return;
@@ -378,7 +400,7 @@ export class SortedIdIndex {
             const right = this.readPage(indexKey, rightNo).ids;
             if (ids.length + right.length <= this.mergeThreshold) {
                 this.writePage(indexKey, pageNo, joined(ids, right));
-                this.store.remove(pageKey(indexKey, rightNo));
+                this.removePage(indexKey, rightNo);
                 header.page_mins = removedAt(header.page_mins, at + 1);
                 header.page_nos = removedAt(header.page_nos, at + 1);
                 return;
@@ -388,25 +410,95 @@ export class SortedIdIndex {
     }
 
     private readHeader(indexKey: string): IndexHeader | undefined {
+        const cached = this.cache.get(indexKey);
+        if (cached !== undefined) {
+            // Most recently used last (a Map keeps insertion order), so eviction takes the oldest.
+            this.cache.delete(indexKey);
+            this.cache.set(indexKey, cached);
+            return cached.header;
+        }
         const node = this.store.get(headerKey(indexKey));
         if (node === undefined) return undefined;
         if (node.kind !== 'header' || node.page_nos.length === 0) {
             throw new Error(`sorted index: bad header for ${JSON.stringify(indexKey)}`);
         }
+        this.remember(indexKey, node);
         return node;
     }
 
     private readPage(indexKey: string, pageNo: number): IndexPage {
+        const cached = this.cache.get(indexKey)?.pages.get(pageNo);
+        if (cached !== undefined) return { kind: 'page', ids: cached };
         const node = this.store.get(pageKey(indexKey, pageNo));
         if (node === undefined || node.kind !== 'page' || node.ids.length === 0) {
             throw new Error(`sorted index: missing page ${pageNo} of ${JSON.stringify(indexKey)}`);
         }
+        this.rememberPage(indexKey, pageNo, node.ids);
         return node;
     }
 
+    /** Writes a header the caller just read or made; the cache then holds this very object. */
+    private writeHeader(indexKey: string, header: IndexHeader): void {
+        this.store.insert(headerKey(indexKey), header);
+        if (this.cache.get(indexKey)?.header !== header) this.remember(indexKey, header);
+    }
+
+    /** Writes a page. Page arrays are never changed after they are written or read. */
     private writePage(indexKey: string, pageNo: number, ids: BigUint64Array): void {
         this.store.insert(pageKey(indexKey, pageNo), { kind: 'page', ids });
+        this.rememberPage(indexKey, pageNo, ids);
     }
+
+    private removePage(indexKey: string, pageNo: number): void {
+        this.store.remove(pageKey(indexKey, pageNo));
+        const cached = this.cache.get(indexKey);
+        if (cached !== undefined && cached.pages.delete(pageNo)) this.cachedCount--;
+    }
+
+    /** Caches `header` as the key's header (dropping what was cached for the key). */
+    private remember(indexKey: string, header: IndexHeader): void {
+        if (this.cachedNodes === 0) return;
+        this.forget(indexKey);
+        this.makeRoom(indexKey);
+        this.cache.set(indexKey, { header, pages: new Map() });
+        this.cachedCount++;
+    }
+
+    private rememberPage(indexKey: string, pageNo: number, ids: BigUint64Array): void {
+        const cached = this.cache.get(indexKey);
+        // A page is cached only under its cached header (a key's header is always read first).
+        if (cached === undefined) return;
+        if (!cached.pages.has(pageNo)) {
+            if (!this.makeRoom(indexKey)) return;
+            this.cachedCount++;
+        }
+        cached.pages.set(pageNo, ids);
+    }
+
+    private forget(indexKey: string): void {
+        const cached = this.cache.get(indexKey);
+        if (cached === undefined) return;
+        this.cachedCount -= 1 + cached.pages.size;
+        this.cache.delete(indexKey);
+    }
+
+    /**
+     * Drops the least recently used index keys (never `keep`) until a node fits; false when only
+     * `keep`'s own nodes fill the cache. At most one pass over the cached keys.
+     */
+    private makeRoom(keep: string): boolean {
+        for (const indexKey of this.cache.keys()) {
+            if (this.cachedCount < this.cachedNodes) return true;
+            if (indexKey !== keep) this.forget(indexKey);
+        }
+        return this.cachedCount < this.cachedNodes;
+    }
+}
+
+/** A cached index key: its decoded header and some of its pages by page number. */
+interface CachedKey {
+    header: IndexHeader;
+    pages: Map<number, BigUint64Array>;
 }
 
 /**

@@ -6,7 +6,8 @@ import type { _SERVICE as ShardService } from '../../src/declarations/data_shard
 import { idlFactory } from '../../src/declarations/data_shard/data_shard.did.js';
 import { createTestIc, type TestIc } from '../../emulator/harness';
 import type { Actor } from '../../emulator';
-import { slotOf } from '../../src/shared/hash';
+import { hash64, slotOf } from '../../src/shared/hash';
+import { encodeLoanValue } from '../../src/shared/loan_codec';
 import { decodeLoanId } from '../../src/shared/loan_id';
 import { ExportBatch, ExportCursor, ShardInit, ShardLoanPage } from '../../src/shared/shard_api';
 import { SLOT_COUNT } from '../../src/shared/limits';
@@ -247,6 +248,48 @@ describe('data shard', () => {
         expect(
             err(await spare.set_slot_state({ start: 7, end: 6 }, { Importing: null }, 3n))
         ).toMatchObject({ InvalidInput: { field: 'span' } });
+    });
+
+    it("keeps each slot checksum the sum of its loans' hashes through writes and an upgrade", async () => {
+        const [farmer] = usersWhere(1, (s) => s < HALF && s % 7 === 3);
+        const slot = slotOf(farmer.toUint8Array());
+        const span = { start: slot, end: slot };
+        const investor = user(900_002);
+        const factory = ic.createActor<ShardService>(idlFactory, lowId);
+        factory.setPrincipal(FACTORY);
+        /** Count and checksum recomputed outside the shard from the loans it exports. */
+        const expected = async (): Promise<{ count: bigint; checksum: bigint }> => {
+            const batch: ExportBatch = ok(await factory.export_slot_batch(span, [], 100));
+            expect(batch.next_cursor).toEqual([]);
+            let checksum = 0n;
+            for (const loan of batch.loans) checksum += hash64(encodeLoanValue(loan));
+            return { count: BigInt(batch.loans.length), checksum: BigInt.asUintN(64, checksum) };
+        };
+        const ids: bigint[] = [];
+        for (let i = 0; i < 3; i++) ids.push(ok(await low.create_loan(application(farmer, i))).id);
+        for (const id of ids) {
+            ok(await low.update_loan(id, { SubmitForApproval: null }));
+            ok(await low.update_loan(id, { Approve: { amount_approved: 500_000n } }));
+        }
+        ok(await low.update_loan(ids[0], { Fund: { investor, amount: 200_000n } }));
+        expect(ok(await factory.span_checksum(span))).toEqual(await expected());
+
+        // The heap copies are gone after an upgrade: the next writes read stable memory only.
+        await ic.upgradeCanister({ canisterId: lowId, wasm, arg: initArg(1, []), sender: ADMIN });
+        ok(await low.update_loan(ids[0], { Fund: { investor, amount: 300_000n } }));
+        ok(await low.update_loan(ids[0], { Activate: null }));
+        ok(await low.update_loan(ids[1], { Fund: { investor, amount: 500_000n } }));
+        // A refused write (not funded) changes nothing, the checksum included.
+        expect(err(await low.update_loan(ids[2], { Activate: null }))).toMatchObject({
+            InvalidInput: { field: 'status' }
+        });
+        expect(ok(await factory.span_checksum(span))).toEqual(await expected());
+        const held = ok(await factory.export_slot_batch(span, [], 100)).loans.map((l) => l.id);
+        expect(held).toEqual(expect.arrayContaining(ids));
+        const active = ok(await low.get_loans_by_status({ Active: null }, [], []));
+        expect(active.loans.map((l) => l.id)).toContain(ids[0]);
+        const funded = ok(await low.get_loans_by_investor(investor, [], []));
+        expect(funded.loans.map((l) => l.id).sort()).toEqual([ids[0], ids[1]].sort());
     });
 
     it('keeps every loan, index and counter across an upgrade', async () => {

@@ -138,6 +138,24 @@ describe('hash64 (xxHash64 port)', () => {
         );
     });
 
+    it('agrees with the spec on inputs longer than its 4 KiB copy buffer and on unaligned views', () => {
+        const next = mulberry32(99);
+        const big = new Uint8Array(9_000);
+        for (let i = 0; i < big.length; i++) big[i] = next() & 0xff;
+        for (const length of [4_095, 4_096, 4_097, 4_131, 9_000]) {
+            expect(hash64(big.subarray(0, length))).toBe(
+                referenceXxh64(big.subarray(0, length), 0n)
+            );
+        }
+        // Views at every offset mod 8, of lengths across the stripe, 8-, 4- and 1-byte tails.
+        for (let offset = 0; offset < 8; offset++) {
+            for (const length of [0, 3, 4, 7, 8, 29, 31, 32, 33, 63, 64, 250]) {
+                const view = big.subarray(offset + 1_000, offset + 1_000 + length);
+                expect(hash64(view)).toBe(referenceXxh64(view.slice(), 0n));
+            }
+        }
+    });
+
     it('reduces the seed modulo 2^64', () => {
         const input = utf8('abc');
         expect(hash64(input, (1n << 64n) + 7n)).toBe(hash64(input, 7n));

@@ -2,6 +2,7 @@ import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import {
     indexNodeCodec,
+    MAX_CACHED_NODES,
     MAX_INDEXED_ID,
     MemoryKvStore,
     SortedIdIndex,
@@ -523,5 +524,94 @@ describe('SortedIdIndex', () => {
         expect(() =>
             indexNodeCodec.fromBytes(indexNodeCodec.toBytes(header).slice(0, 20))
         ).toThrow();
+    });
+});
+
+describe('SortedIdIndex with a node cache', () => {
+    /** The store's contents as comparable bytes, by store key. */
+    function contents(store: MemoryKvStore<IndexNode>): Map<string, string> {
+        const out = new Map<string, string>();
+        for (const key of [...store.keys()].sort()) {
+            out.set(key, Buffer.from(indexNodeCodec.toBytes(store.peek(key)!)).toString('hex'));
+        }
+        return out;
+    }
+
+    it('answers and writes exactly as an uncached index under random operations', () => {
+        fc.assert(
+            fc.property(
+                fc.constantFrom(8, 16),
+                fc.integer({ min: 1, max: 12 }),
+                fc.array(opArb, { minLength: 1, maxLength: 300 }),
+                (pageSize, cachedNodes, ops) => {
+                    const plain = freshIndex(pageSize);
+                    const store = new MemoryKvStore<IndexNode>(indexNodeCodec);
+                    const cached = new SortedIdIndex(store, {
+                        page_size: pageSize,
+                        cached_nodes: cachedNodes
+                    });
+                    ops.forEach((step, at) => {
+                        if (step.op === 'add' || step.op === 'remove' || step.op === 'has') {
+                            expect(cached[step.op](step.key, step.id)).toBe(
+                                plain.index[step.op](step.key, step.id)
+                            );
+                        } else if (step.op === 'count') {
+                            expect(cached.count(step.key)).toBe(plain.index.count(step.key));
+                        } else {
+                            expect(cached.page(step.key, step.after, step.limit)).toEqual(
+                                plain.index.page(step.key, step.after, step.limit)
+                            );
+                        }
+                        if (at % 25 === 0) expect(contents(store)).toEqual(contents(plain.store));
+                    });
+                    expect(contents(store)).toEqual(contents(plain.store));
+                    for (const key of TRICKY_KEYS.slice(0, 3)) {
+                        expect(cached.removeAll(key)).toBe(plain.index.removeAll(key));
+                    }
+                    expect(store.size).toBe(0);
+                }
+            ),
+            { numRuns: 150 }
+        );
+    });
+
+    it('reads nothing from the store for a key whose header and page it holds', () => {
+        const store = new MemoryKvStore<IndexNode>(indexNodeCodec);
+        const index = new SortedIdIndex(store, { page_size: 8, cached_nodes: 16 });
+        index.add('status:Active', 1n);
+        expect(touches(store, () => index.add('status:Active', 2n))).toEqual({
+            gets: 0,
+            inserts: 2,
+            removes: 0
+        });
+        expect(touches(store, () => index.remove('status:Active', 1n)).gets).toBe(0);
+        expect(touches(store, () => index.page('status:Active', null, 10)).gets).toBe(0);
+        // A second index over the same store starts cold and reads what the first one wrote.
+        const cold = new SortedIdIndex(store, { page_size: 8 });
+        expect(cold.page('status:Active', null, 10)).toEqual({ ids: [2n], has_more: false });
+    });
+
+    it('holds at most cached_nodes nodes, dropping the key used least recently', () => {
+        const store = new MemoryKvStore<IndexNode>(indexNodeCodec);
+        const index = new SortedIdIndex(store, { page_size: 8, cached_nodes: 4 });
+        index.add('hot', 1n); // header and page of hot
+        index.add('a', 1n); // and of a: full
+        index.has('hot', 1n); // hot is now the most recently used
+        index.add('b', 1n); // drops a, not hot
+        expect(touches(store, () => index.has('hot', 1n)).gets).toBe(0);
+        expect(touches(store, () => index.has('b', 1n)).gets).toBe(0);
+        expect(touches(store, () => index.has('a', 1n)).gets).toBe(2);
+        // A key whose pages alone fill the cache still works, reading what does not fit.
+        const small = new SortedIdIndex(store, { page_size: 8, cached_nodes: 2 });
+        for (let id = 0n; id < 40n; id++) small.add('big', id);
+        expect(small.page('big', null, 100).ids).toHaveLength(40);
+        expect(touches(store, () => small.has('big', 39n)).gets).toBeLessThanOrEqual(1);
+    });
+
+    it('throws for a bad cached_nodes, a caller bug', () => {
+        const store = new MemoryKvStore<IndexNode>(indexNodeCodec);
+        for (const cached_nodes of [-1, 1.5, MAX_CACHED_NODES + 1]) {
+            expect(() => new SortedIdIndex(store, { cached_nodes })).toThrow(RangeError);
+        }
     });
 });
