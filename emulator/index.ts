@@ -11,7 +11,7 @@ export type {
     SetupCanisterOptions,
     SubnetTopology
 } from './src/local_ic';
-export type { Actor, ActorControls, DeferredActor, ReplyDecoders } from './src/actor';
+export type { Actor, ActorControls, ArgEncoders, DeferredActor, ReplyDecoders } from './src/actor';
 export { CallRejectedError, RejectCode, ErrorCode } from './src/errors';
 export type { Reject } from './src/errors';
 export type { TraceEntry } from './src/engine';

@@ -48,6 +48,13 @@ export type DeferredActor<T = Record<string, (...args: unknown[]) => Promise<unk
  */
 export type ReplyDecoders = Record<string, (reply: Uint8Array) => unknown>;
 
+/**
+ * Hand encoders of hot arguments by method name, used instead of `IDL.encode` (which costs the
+ * caller about as much JS as it decodes): an encoder returns the whole Candid argument, exactly the
+ * bytes `IDL.encode(argTypes, args)` would write.
+ */
+export type ArgEncoders = Record<string, (args: unknown[]) => Uint8Array>;
+
 /** Decodes a reply as PicJS does: no value → null, one → the value, several → an array. */
 export function decodeReply(types: IDL.Type[], bytes: Uint8Array): unknown {
     const values = IDL.decode(types, bytes);
@@ -110,14 +117,16 @@ export function createDeferredActor<T>(
     idlFactory: IDL.InterfaceFactory,
     canisterId: Principal,
     transport: ActorTransport,
-    decoders: ReplyDecoders = {}
+    decoders: ReplyDecoders = {},
+    encoders: ArgEncoders = {}
 ): DeferredActor<T> {
     const service = idlFactory({ IDL });
     const state = { sender: Principal.anonymous() };
     const actor: Record<string, unknown> = { ...makeControls(state) };
     for (const [name, func] of service._fields) {
+        const encode = encoders[name];
         actor[name] = async (...args: unknown[]) => {
-            const arg = new Uint8Array(IDL.encode(func.argTypes, args));
+            const arg = encode ? encode(args) : new Uint8Array(IDL.encode(func.argTypes, args));
             const wait = transport.submit(state.sender, canisterId, name, arg);
             const fast = decoders[name];
             return async () => {

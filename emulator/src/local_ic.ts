@@ -7,6 +7,7 @@ import {
     type Actor,
     type ActorTransport,
     type DeferredActor,
+    type ArgEncoders,
     type ReplyDecoders
 } from './actor';
 import { Engine, type EngineOptions, type TraceEntry } from './engine';
@@ -261,18 +262,21 @@ export class LocalIc {
 
     /**
      * A deferred actor (as PicJS): methods submit now and resolve to a function awaiting the
-     * result. `decoders` (emulator only) decode hot replies by hand before `IDL.decode`.
+     * result. `decoders` and `encoders` (emulator only) decode hot replies by hand before
+     * `IDL.decode` and encode hot arguments instead of `IDL.encode`.
      */
     createDeferredActor<T = Record<string, (...args: unknown[]) => Promise<unknown>>>(
         idlFactory: IDL.InterfaceFactory,
         canisterId: PrincipalLike,
-        decoders?: ReplyDecoders
+        decoders?: ReplyDecoders,
+        encoders?: ArgEncoders
     ): DeferredActor<T> {
         return createDeferredActor<T>(
             idlFactory,
             toPrincipal(canisterId),
             this.transport,
-            decoders
+            decoders,
+            encoders
         );
     }
 

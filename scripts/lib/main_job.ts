@@ -25,7 +25,13 @@ import { idlFactory as routerIdl } from '../../src/declarations/router/router.di
 import { tagOf } from '../../src/shared/candid';
 import { describeValue } from '../../src/shared/errors';
 import { FactoryInit, type MigrationInfo } from '../../src/shared/factory_api';
-import { afterPrefix, decodeLoanValue, okLoanPrefix } from '../../src/shared/loan_codec';
+import {
+    afterPrefix,
+    decodeLoanValue,
+    encodeNewLoanArg,
+    encodeUpdateLoanArgs,
+    okLoanPrefix
+} from '../../src/shared/loan_codec';
 import { slotOf } from '../../src/shared/hash';
 import { MAX_PAGE_SIZE, SLOT_COUNT } from '../../src/shared/limits';
 import { RouterInit } from '../../src/shared/router_api';
@@ -34,6 +40,7 @@ import type {
     CircuitBreakerConfig,
     Loan,
     LoanStatusName,
+    LoanUpdate,
     NewLoan,
     RoutingTable
 } from '../../src/shared/types';
@@ -733,14 +740,22 @@ async function runWorkload(
         methods: new Map(),
         names: new Map()
     };
-    const deferred = ic.createDeferredActor<RouterService>(routerIdl, suite.routerId, {
-        create_loan: decodeOkLoanReply,
-        update_loan: decodeOkLoanReply,
-        get_loan: decodeOkLoanReply,
-        get_farmer_dashboard_advanced: okOutcome('get_farmer_dashboard_advanced'),
-        get_investor_dashboard_advanced: okOutcome('get_investor_dashboard_advanced'),
-        get_system_analytics: okOutcome('get_system_analytics')
-    });
+    const deferred = ic.createDeferredActor<RouterService>(
+        routerIdl,
+        suite.routerId,
+        {
+            create_loan: decodeOkLoanReply,
+            update_loan: decodeOkLoanReply,
+            get_loan: decodeOkLoanReply,
+            get_farmer_dashboard_advanced: okOutcome('get_farmer_dashboard_advanced'),
+            get_investor_dashboard_advanced: okOutcome('get_investor_dashboard_advanced'),
+            get_system_analytics: okOutcome('get_system_analytics')
+        },
+        {
+            create_loan: ([application]) => encodeNewLoanArg(application as NewLoan),
+            update_loan: ([id, change]) => encodeUpdateLoanArgs(id as bigint, change as LoanUpdate)
+        }
+    );
     deferred.setPrincipal(suite.app);
     const sizes = batchSizes(o.loans);
     const stats = {

@@ -455,6 +455,11 @@ const NEW_LOAN_ARG_PREFIX = candidPrefix(
     })
 );
 
+/** The whole argument `(NewLoan)` as `IDL.encode([NewLoan], [application])` writes it, by hand. */
+export function encodeNewLoanArg(application: NewLoan): Uint8Array {
+    return concatBytes([NEW_LOAN_ARG_PREFIX, encodeNewLoanValue(application)]);
+}
+
 /**
  * Decodes a message argument `(NewLoan)` by hand when it has the encoding `@dfinity/candid` (agent,
  * Azle, this router) writes for it, the common case; undefined for any other valid encoding (e.g.
@@ -904,6 +909,11 @@ const UPDATE_ARG_PREFIX = candidPrefix(
     [0n, { SubmitForApproval: null }],
     encodeUpdateLoanArgValues(0n, { SubmitForApproval: null })
 );
+
+/** The whole argument `(nat64, LoanUpdate)` as `IDL.encode` writes it, by hand. */
+export function encodeUpdateLoanArgs(id: bigint, change: LoanUpdate): Uint8Array {
+    return concatBytes([UPDATE_ARG_PREFIX, encodeUpdateLoanArgValues(id, change)]);
+}
 
 /**
  * Decodes `update_loan`'s argument `(nat64, LoanUpdate)` by hand when it has the encoding

@@ -12,8 +12,10 @@ import {
     decodeStatusPageArgs,
     decodeUpdateLoanArgs,
     encodeLoanValue,
+    encodeNewLoanArg,
     encodeNewLoanValue,
     encodePrincipalPageArgs,
+    encodeUpdateLoanArgs,
     encodeUpdateLoanArgValues,
     lebBytes,
     addFundingOf,
@@ -125,6 +127,7 @@ describe('loan codec', () => {
                 expect(arg.slice(arg.length - encodeNewLoanValue(application).length)).toEqual(
                     encodeNewLoanValue(application)
                 );
+                expect(encodeNewLoanArg(application)).toEqual(arg);
                 expect(decodeNewLoanArg(arg)).toEqual(IDL.decode([NewLoan], arg)[0]);
                 // Two arguments, or a trailing byte: not the plain encoding, so the caller decodes.
                 const two = new Uint8Array(IDL.encode([NewLoan, IDL.Nat], [application, 1n]));
@@ -150,6 +153,7 @@ describe('loan codec', () => {
                 const arg = new Uint8Array(IDL.encode([IDL.Nat64, LoanUpdate], [id, update]));
                 const values = encodeUpdateLoanArgValues(id, update);
                 expect(arg.slice(arg.length - values.length)).toEqual(values);
+                expect(encodeUpdateLoanArgs(id, update)).toEqual(arg);
                 const theirs = IDL.decode([IDL.Nat64, LoanUpdate], arg);
                 expect(decodeUpdateLoanArgs(arg)).toEqual([...theirs]);
                 expect(decodeUpdateLoanArgs(arg)).toEqual([id, update]);
