@@ -157,6 +157,19 @@ function isWriter(caller: Principal): boolean {
     return getConfig().writers.includes(principalText(caller));
 }
 
+/** The writers' principal keys, remembered for the config object they came from. */
+let writerKeys: { config: RouterConfig; keys: Set<string> } | null = null;
+
+/** `isWriter` by principal key: no text conversion on the read path. */
+function isWriterKey(callerKey: string): boolean {
+    const config = getConfig();
+    if (writerKeys?.config !== config) {
+        const keys = new Set(config.writers.map((w) => principalKey(principalFromText(w))));
+        writerKeys = { config, keys };
+    }
+    return writerKeys.keys.has(callerKey);
+}
+
 function isFactory(caller: Principal): boolean {
     return getConfig().factory === principalText(caller);
 }
@@ -167,9 +180,10 @@ function isObserver(caller: Principal): boolean {
 }
 
 /** A user reads their own data; admins and allow-listed applications read anyone's. */
-function mayReadUser(caller: Principal, user: Principal): boolean {
+function mayReadUser(caller: Principal, user: Principal, userKey = principalKey(user)): boolean {
     // Cheapest first: the admin check asks the system whether the caller is a controller.
-    return principalKey(caller) === principalKey(user) || isWriter(caller) || isAdmin(caller);
+    const callerKey = principalKey(caller);
+    return callerKey === userKey || isWriterKey(callerKey) || isAdmin(caller);
 }
 
 /** Shards a fan-out would call. */
@@ -558,8 +572,11 @@ export default class {
         const arg = msgArgData();
         const farmer =
             decodePrincipalArg(arg) ?? (IDL.decode([principal], arg)[0] as unknown as Principal);
-        if (!mayReadUser(msgCaller(), farmer)) return msgReply(encodeFarmerReply(NOT_AUTHORIZED));
-        msgReply(await farmerDashboardReply(farmer));
+        const farmerKey = principalKey(farmer);
+        if (!mayReadUser(msgCaller(), farmer, farmerKey)) {
+            return msgReply(encodeFarmerReply(NOT_AUTHORIZED));
+        }
+        msgReply(await farmerDashboardReply(farmer, farmerKey));
     }
 
     /** Composite query (same access): read-only, uncached. Manual reply, encoded by hand. */

@@ -73,8 +73,13 @@ function sizeOf(loans: number): number {
 const ANALYTICS_TAG = 'analytics';
 
 /** Keys carry the routing epoch: an answer built from an older table is never served. */
+/** The routing epoch as text, remembered while it stays the same. */
+let epochText = { epoch: -1n, text: '' };
+
 function cacheKey(what: string): string {
-    return `${getRoutingTable()?.epoch ?? 0n}:${what}`;
+    const epoch = getRoutingTable()?.epoch ?? 0n;
+    if (epoch !== epochText.epoch) epochText = { epoch, text: String(epoch) };
+    return `${epochText.text}:${what}`;
 }
 
 /** Drops every cached answer about these people, and the system analytics. */
@@ -222,8 +227,11 @@ export function encodeInvestorReply(result: Res<InvestorDashboardView>): Uint8Ar
  * The reply of `get_farmer_dashboard_advanced` (update context). The cache keeps a complete
  * dashboard as its encoded reply, so a hit neither calls a shard nor encodes anything.
  */
-export async function farmerDashboardReply(farmer: Principal): Promise<Uint8Array> {
-    const key = cacheKey(`farmer:${principalKey(farmer)}`);
+export async function farmerDashboardReply(
+    farmer: Principal,
+    farmerKey = principalKey(farmer)
+): Promise<Uint8Array> {
+    const key = cacheKey(`farmer:${farmerKey}`);
     const hit = cache.get(key, nowMs());
     if (hit instanceof Uint8Array) return hit;
     const result = await buildFarmerDashboard(farmer, true);
