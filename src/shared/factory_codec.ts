@@ -204,7 +204,7 @@ class In extends ValueReader {
             this.at += n;
             return asciiText(this.bytes.subarray(this.at - n, this.at));
         }
-        if (type instanceof IDL.NatClass) return this.nat();
+        if (type instanceof IDL.NatClass) return this.natValue();
         if (type instanceof IDL.FixedNatClass && type._bits === 64) return this.nat64();
         if (type instanceof IDL.FixedNatClass && type._bits === 32) {
             this.need(4);
@@ -269,19 +269,6 @@ class In extends ValueReader {
         const items: unknown[] = [];
         for (let i = 0; i < n; i++) items.push(this.read(element));
         return items;
-    }
-
-    /** An unbounded `nat` (LEB128) as a bigint. */
-    private nat(): bigint {
-        let result = 0n;
-        let shift = 0n;
-        for (let i = 0; i < 64; i++) {
-            const b = this.byte();
-            result |= BigInt(b & 0x7f) << shift;
-            if ((b & 0x80) === 0) return result;
-            shift += 7n;
-        }
-        throw new Error('factory codec: nat too long');
     }
 }
 
@@ -594,19 +581,6 @@ class AnyReader extends ValueReader {
         } else {
             throw new Error(`candid: type ${t} not read by hand`);
         }
-    }
-
-    /** An unbounded `nat` as a bigint. */
-    natValue(): bigint {
-        let result = 0n;
-        let shift = 0n;
-        for (let i = 0; i < 64; i++) {
-            const b = this.byte();
-            result |= BigInt(b & 0x7f) << shift;
-            if ((b & 0x80) === 0) return result;
-            shift += 7n;
-        }
-        throw new Error('candid: nat too long');
     }
 }
 

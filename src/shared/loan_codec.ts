@@ -169,6 +169,19 @@ export class ValueReader {
         throw new Error(`${this.what}: LEB128 too long`);
     }
 
+    /** An unbounded `nat` (LEB128, at most 64 bytes) as a bigint. */
+    natValue(): bigint {
+        let result = 0n;
+        let shift = 0n;
+        for (let i = 0; i < 64; i++) {
+            const b = this.byte();
+            result |= BigInt(b & 0x7f) << shift;
+            if ((b & 0x80) === 0) return result;
+            shift += 7n;
+        }
+        throw new Error(`${this.what}: nat too long`);
+    }
+
     nat64(): bigint {
         this.need(8);
         const value = this.view.getBigUint64(this.at, true);
