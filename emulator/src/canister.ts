@@ -155,6 +155,8 @@ export interface CodeInfo {
     exportNames: Set<string>;
     /** True when the module was rewritten by `trackDirtyPages` (else full heap snapshots). */
     dirtyPages: boolean;
+    /** Where the heap begins in the module's memory (`HEAP_BASE` when rewritten, else 0). */
+    heapBase: number;
 }
 
 /**
@@ -190,6 +192,9 @@ export class Canister {
     private memView: Uint8Array = new Uint8Array(0);
     private memOf: WebAssembly.Instance | null = null;
     private memory: WebAssembly.Memory | null = null;
+    /** Where the heap begins in each instance's memory (its module's `heapBase`). */
+    private readonly heapBaseOf = new WeakMap<WebAssembly.Instance, number>();
+    private memBase = 0;
 
     constructor(
         readonly id: Principal,
@@ -214,8 +219,22 @@ export class Canister {
 
     /** Heap size in bytes. */
     get heapBytes(): number {
-        const mem = this.instance?.exports.memory as WebAssembly.Memory | undefined;
-        return mem ? mem.buffer.byteLength : 0;
+        return this.instance ? this.mem().length : 0;
+    }
+
+    /** The heap's bytes, a view (copy it before the canister runs again). */
+    heapContents(): Uint8Array {
+        return this.mem();
+    }
+
+    /** Replaces the heap of an idle canister (a restored state), growing the memory to fit. */
+    loadHeap(bytes: Uint8Array): void {
+        if (this.run || this.snapshots.length > 0) throw new Error('loadHeap during a message');
+        this.mem();
+        const pages =
+            (this.memBase + bytes.length - this.memory!.buffer.byteLength) / PAGE_SIZE_BYTES;
+        if (pages > 0) this.memory!.grow(pages);
+        this.mem().set(bytes);
     }
 
     /** Opens a call context for an incoming call. */
@@ -253,6 +272,7 @@ export class Canister {
         imports[SAVE_IMPORT_MODULE] = marks.imports;
         const instance = new WebAssembly.Instance(code.module, imports);
         marks.attach(instance);
+        this.heapBaseOf.set(instance, code.heapBase);
         return instance;
     }
 
@@ -269,10 +289,10 @@ export class Canister {
         const heap = this.mem();
         const instance = this.instantiate(code);
         const memory = instance.exports.memory as WebAssembly.Memory;
-        const pages = (heap.length - memory.buffer.byteLength) / PAGE_SIZE_BYTES;
+        const pages = (code.heapBase + heap.length - memory.buffer.byteLength) / PAGE_SIZE_BYTES;
         if (pages < 0) throw new Error('switchBuild: the other build starts with more memory');
         if (pages > 0) memory.grow(pages);
-        new Uint8Array(memory.buffer).set(heap);
+        new Uint8Array(memory.buffer, code.heapBase).set(heap);
         const table = (i: WebAssembly.Instance) =>
             i.exports[TABLE_EXPORT] as WebAssembly.Table | undefined;
         if (table(old)?.length !== table(instance)?.length) {
@@ -310,7 +330,10 @@ export class Canister {
         return imports as WebAssembly.Imports;
     }
 
-    /** A view of the heap, re-made only when the buffer changes (growth, new instance). */
+    /**
+     * A view of the heap (the canister's addresses: from `heapBase` in the Wasm memory), re-made
+     * only when the buffer changes (growth, new instance).
+     */
     private mem(): Uint8Array {
         // `Instance.exports` is a slow getter: keep the memory object of the current instance.
         // Growth detaches the old buffer, so a stale view reads as empty: only then ask for the
@@ -318,8 +341,11 @@ export class Canister {
         if (this.memOf !== this.instance) {
             this.memOf = this.instance;
             this.memory = this.instance!.exports.memory as WebAssembly.Memory;
-            this.memView = new Uint8Array(this.memory.buffer);
-        } else if (this.memView.length === 0) this.memView = new Uint8Array(this.memory!.buffer);
+            this.memBase = this.heapBaseOf.get(this.instance!) ?? 0;
+            this.memView = new Uint8Array(this.memory.buffer, this.memBase);
+        } else if (this.memView.length === 0) {
+            this.memView = new Uint8Array(this.memory!.buffer, this.memBase);
+        }
         return this.memView;
     }
 
@@ -364,7 +390,7 @@ export class Canister {
 
     /** Saves heap pages the host is about to write (tracked modules; the range is in bounds). */
     private willWrite(ptr: number, size: number): void {
-        if (this.code?.dirtyPages) this.undo.saveRange(ptr, size);
+        if (this.code?.dirtyPages) this.undo.saveRange(this.memBase + ptr, size);
     }
 
     /** Copies `src[offset .. offset+size]` to the heap at `dst`, trapping out of bounds. */
@@ -969,8 +995,8 @@ export class Canister {
             this.restoreHeap(top.buf.bytes, top.buf.length);
             this.host.snapshots.give(top.buf);
         } else {
-            const { sizeBytes } = this.undo.rollback();
-            if (this.mem().length !== sizeBytes) this.restoreHeap(this.mem(), sizeBytes);
+            const heapBytes = this.undo.rollback().sizeBytes - this.code!.heapBase;
+            if (this.mem().length !== heapBytes) this.restoreHeap(this.mem(), heapBytes);
         }
         this.code!.globalExports.forEach((g, i) => {
             (this.instance!.exports[g] as WebAssembly.Global).value = top.globals[i];
@@ -987,7 +1013,7 @@ export class Canister {
         if (this.mem().length !== size) {
             this.instance = this.instantiate(this.code!);
             const m = this.instance.exports.memory as WebAssembly.Memory;
-            const pages = (size - m.buffer.byteLength) / PAGE_SIZE_BYTES;
+            const pages = (this.code!.heapBase + size - m.buffer.byteLength) / PAGE_SIZE_BYTES;
             if (pages > 0) m.grow(pages);
         }
         this.mem().set(source);

@@ -5,29 +5,33 @@
  * pages (as the replica, which tracks the OS pages a message dirtied).
  *
  * The rewrite (`trackDirtyPages`, cached on disk by the module's hash):
- * - adds a table of 1,048,576 `externref` entries, one per undo page of a 4 GiB memory (exported as
- *   `DIRTY_TABLE_EXPORT`): a non-null entry marks a page already saved in the current transaction;
+ * - moves the canister's heap up by `HEAP_BASE` (1 MiB) in the Wasm memory: every load and store
+ *   gets `HEAP_BASE` added to its static offset, `memory.copy` / `fill` / `init` to their
+ *   addresses, active data segments to their offsets; `memory.size` and `memory.grow` report pages
+ *   of the heap alone (the memory's limits grow by the 16 pages below). Addresses, bounds and
+ *   traps stay exactly those of the original module, except that the heap can grow to 4 GiB less
+ *   1 MiB and 64 KiB instead of 4 GiB (`MAX_HEAP_PAGES`);
+ * - the 1 MiB below the heap, which the canister cannot address, holds the marks: one byte per undo
+ *   page of a 4 GiB memory, non-zero when the page was already saved in the current transaction;
  * - adds the import `__emu.save_pages(start: i32, length: i32)` (function indices after it shift by
  *   one everywhere: calls, `ref.func`, exports, elements, start);
- * - adds a mutable global (exported as `LAST_PAGE_EXPORT`): the last page a store found marked,
- *   -1 when none; the host resets it whenever it clears marks;
- * - before every store (`i32/i64/f32/f64.store*`) inserts an inline check: unless the page of
- *   `addr + offset` is that last page and the store stays inside it, call a small added function
- *   `store_slow(ea, width)`, which calls `save_pages` if the page is unmarked or the store crosses
- *   into the next page, and otherwise caches the page; the operands are stashed in fresh locals;
+ * - before every store (`i32/i64/f32/f64.store*`) inserts an inline check: unless the mark byte of
+ *   the store's page is set and the store stays inside that page, call `save_pages(ea, width)`;
+ *   the operands are stashed in fresh locals;
  * - before `memory.copy` / `memory.fill` / `memory.init` calls a small added function
  *   `check(dst, n)` that calls `save_pages` unless the range's first and last pages are marked and
  *   it is at most a page long.
  * An opcode outside the supported set (MVP, sign-ext, non-trapping float-to-int, bulk memory,
- * reference types, multi-value), memory64 or a second memory leaves the module unchanged
- * (`tracked: false`): the canister then falls back to full heap snapshots. The injected code runs
- * after `ic-wasm instrument` and never touches its counter, so counted instructions are unchanged.
- * `save_pages` ignores a range outside the heap: the instruction then traps before writing, with
- * the same error as without the rewrite.
+ * reference types, multi-value), memory64, an imported or second memory, or a data segment whose
+ * offset is not a constant leaves the module unchanged (`tracked: false`): the canister then falls
+ * back to full heap snapshots. The injected code runs after `ic-wasm instrument` and never touches
+ * its counter, so counted instructions are unchanged. `save_pages` ignores a range outside the
+ * heap: the instruction then traps before writing, with the same error as without the rewrite.
  *
  * The runtime (`PageUndoLog`) keeps one undo log per open (nested) transaction: page number → the
  * page's contents when that level first wrote it. It is bounded by the heap: at most one copy of each
- * page that existed when the level began (pages added by `memory.grow` are never saved).
+ * page that existed when the level began (pages added by `memory.grow` are never saved). Page
+ * numbers and sizes there are of the whole Wasm memory (heap addresses plus `HEAP_BASE`).
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -38,21 +42,27 @@ import { join } from 'node:path';
 export const UNDO_PAGE_SHIFT = 12;
 /** Bytes per undo page: a write saves the undo pages it touches. */
 export const UNDO_PAGE_BYTES = 1 << UNDO_PAGE_SHIFT;
-/** Undo pages of a 32-bit memory (4 GiB), the size of the marks table. */
+/** Undo pages of a 32-bit memory (4 GiB): one mark byte each. */
 export const UNDO_PAGE_COUNT = 2 ** (32 - UNDO_PAGE_SHIFT);
-/** Export name of the marks table the rewrite adds. */
-export const DIRTY_TABLE_EXPORT = '__emu_dirty_pages';
+/** Where the canister's heap starts in a rewritten module's memory: the marks lie below. */
+export const HEAP_BASE = UNDO_PAGE_COUNT;
+const WASM_PAGE_BYTES = 65_536;
+/** Wasm pages below the heap. */
+const BASE_PAGES = HEAP_BASE / WASM_PAGE_BYTES;
 /**
- * Export name of the global the rewrite adds: the last page a store found marked (-1: none), so
- * that a run of stores to one page skips the table. Clearing the marks must reset it to -1.
+ * Most Wasm pages of a rewritten module's memory: one less than 4 GiB, so that an address the shift
+ * would carry past 2^32 can be replaced by 2^32 - 1, which is always out of bounds.
  */
-export const LAST_PAGE_EXPORT = '__emu_dirty_last';
+const MAX_MEMORY_PAGES = 65_535;
+/** Most heap pages of a rewritten module (the original may grow to 65,536). */
+export const MAX_HEAP_PAGES = MAX_MEMORY_PAGES - BASE_PAGES;
 /** Import module and name of the host function that saves pages. */
 export const SAVE_IMPORT_MODULE = '__emu';
 export const SAVE_IMPORT_NAME = 'save_pages';
 
-// Bump when the rewrite changes, so cached outputs of older versions are not reused.
-const CACHE_VERSION = 'dirty-pages-v3';
+// Change when the rewrite changes, so cached outputs of older versions are not reused (never
+// 'dirty-pages-v4': stale outputs of an abandoned experiment may carry that name).
+const CACHE_VERSION = 'heap-base-marks-v1';
 /** Bound on section and vector counts while parsing (a Wasm module has far fewer). */
 const MAX_ENTRIES = 10_000_000;
 /** Free page buffers kept for reuse (8 MiB); beyond that they are left to the GC. */
@@ -193,12 +203,30 @@ class In {
         this.pos += n;
         if (this.pos > this.end) throw new Unsupported('name overruns section');
     }
-    skipLimits(): number {
+    /** A signed LEB128 32-bit number (an `i32.const` immediate). */
+    s32(): number {
+        let result = 0;
+        let shift = 0;
+        for (let i = 0; i < 5; i++) {
+            const b = this.byte();
+            result |= (b & 0x7f) << shift;
+            shift += 7;
+            if ((b & 0x80) === 0) {
+                return shift < 32 && b & 0x40 ? result | (-1 << shift) : result;
+            }
+        }
+        throw new Unsupported('LEB128 s32 too long');
+    }
+    /** The flags of a memory's or table's limits: 0 (min) or 1 (min and max). */
+    limitsFlags(): number {
         const flags = this.byte();
         if (flags > 1) throw new Unsupported(`limits flags ${flags} (shared or 64-bit)`);
+        return flags;
+    }
+    skipLimits(): void {
+        const flags = this.limitsFlags();
         this.u32();
         if (flags & 1) this.u32();
-        return flags;
     }
 }
 
@@ -214,13 +242,13 @@ const SEC_CUSTOM = 0;
 const SEC_TYPE = 1;
 const SEC_IMPORT = 2;
 const SEC_FUNCTION = 3;
-const SEC_TABLE = 4;
 const SEC_MEMORY = 5;
 const SEC_GLOBAL = 6;
 const SEC_EXPORT = 7;
 const SEC_START = 8;
 const SEC_ELEMENT = 9;
 const SEC_CODE = 10;
+const SEC_DATA = 11;
 /** Where each known section goes in a module (data count, 12, sits between element and code). */
 const SECTION_ORDER: Record<number, number> = {
     1: 1,
@@ -258,10 +286,10 @@ const STORES: Record<number, [number, number]> = {
     0x3e: [T_I64, 4]
 };
 
-// Fresh locals added to a function that writes memory, relative to its first new local.
+// Fresh locals added to a function that writes memory or grows it, relative to its first new local.
 const L_ADDR = 0; // i32: the store address / the destination of a bulk operation
 const L_I32 = 1; // i32: a stored value / the source or fill value of a bulk operation
-const L_LEN = 2; // i32: the length of a bulk operation
+const L_LEN = 2; // i32: the store's effective address / the length of a bulk operation / grow's result
 const L_I64 = 3;
 const L_F32 = 4;
 const L_F64 = 5;
@@ -277,6 +305,8 @@ const VALUE_LOCAL: Record<number, number> = {
     [T_F32]: L_F32,
     [T_F64]: L_F64
 };
+/** The largest static offset a memarg can hold (memory32). */
+const MAX_OFFSET = 0xffff_ffff;
 
 class ModuleRewriter {
     private readonly sections: Section[];
@@ -284,20 +314,12 @@ class ModuleRewriter {
     /** Parameter count of each function type (undefined for other types). */
     private readonly paramCounts: number[] = [];
     private funcImports = 0;
-    private globalImports = 0;
-    private definedGlobals = 0;
-    /** The added global caching the last page a store found marked. */
-    private lastGlobal = 0;
-    private tableImports = 0;
-    private definedTables = 0;
     /** Type index of each defined function. */
     private funcTypes: number[] = [];
     private hasMemory = false;
     private saveType = 0;
     private saveImport = 0;
     private checkFunc = 0;
-    private storeSlowFunc = 0;
-    private dirtyTable = 0;
 
     constructor(private readonly wasm: Uint8Array) {
         if (wasm.length < 8 || wasm[0] !== 0 || wasm[1] !== 0x61 || wasm[4] !== 1) {
@@ -340,16 +362,17 @@ class ModuleRewriter {
         replaced.set(SEC_TYPE, this.typeSection());
         replaced.set(SEC_IMPORT, this.importSection());
         replaced.set(SEC_FUNCTION, this.functionSection());
-        replaced.set(SEC_TABLE, this.tableSection());
-        replaced.set(SEC_GLOBAL, this.globalSection());
-        replaced.set(SEC_EXPORT, this.exportSection());
+        replaced.set(SEC_MEMORY, this.memorySection());
+        if (this.section(SEC_GLOBAL)) replaced.set(SEC_GLOBAL, this.globalSection());
+        if (this.section(SEC_EXPORT)) replaced.set(SEC_EXPORT, this.exportSection());
         if (this.section(SEC_START)) replaced.set(SEC_START, this.startSection());
         if (this.section(SEC_ELEMENT)) replaced.set(SEC_ELEMENT, this.elementSection());
         replaced.set(SEC_CODE, this.codeSection());
+        if (this.section(SEC_DATA)) replaced.set(SEC_DATA, this.dataSection());
         return this.assemble(replaced);
     }
 
-    /** Reads the counts the rewrite needs (types, imports, functions, tables, memory). */
+    /** Reads the counts the rewrite needs (types, imports, functions, memory). */
     private scan(): void {
         const types = this.section(SEC_TYPE);
         if (types) {
@@ -378,14 +401,11 @@ class ModuleRewriter {
                 } else if (kind === 1) {
                     r.byte();
                     r.skipLimits();
-                    this.tableImports++;
                 } else if (kind === 2) {
-                    r.skipLimits();
-                    this.hasMemory = true;
+                    throw new Unsupported('imported memory');
                 } else if (kind === 3) {
                     r.byte();
                     r.byte();
-                    this.globalImports++;
                 } else throw new Unsupported(`import kind ${kind}`);
             }
         }
@@ -395,16 +415,11 @@ class ModuleRewriter {
             const n = r.count();
             for (let i = 0; i < n; i++) this.funcTypes.push(r.u32());
         }
-        const tables = this.section(SEC_TABLE);
-        if (tables) this.definedTables = this.reader(tables).count();
-        const globals = this.section(SEC_GLOBAL);
-        if (globals) this.definedGlobals = this.reader(globals).count();
         const memory = this.section(SEC_MEMORY);
         if (memory) {
-            const r = this.reader(memory);
-            const n = r.count();
-            for (let i = 0; i < n; i++) r.skipLimits();
-            if (n > 0) this.hasMemory = true;
+            const n = this.reader(memory).count();
+            if (n > 1) throw new Unsupported('more than one memory');
+            this.hasMemory = n === 1;
         }
         if (this.section(SEC_CODE) === undefined && this.funcTypes.length > 0) {
             throw new Unsupported('functions without a code section');
@@ -412,9 +427,6 @@ class ModuleRewriter {
         this.saveType = this.typeCount;
         this.saveImport = this.funcImports;
         this.checkFunc = this.funcImports + 1 + this.funcTypes.length;
-        this.storeSlowFunc = this.checkFunc + 1;
-        this.dirtyTable = this.tableImports + this.definedTables;
-        this.lastGlobal = this.globalImports + this.definedGlobals;
     }
 
     /** Appends the type `(i32, i32) -> ()` of the import and the helper. */
@@ -451,54 +463,48 @@ class ModuleRewriter {
 
     private functionSection(): Uint8Array {
         const o = new Out();
-        o.u32(this.funcTypes.length + 2);
+        o.u32(this.funcTypes.length + 1);
         for (const t of this.funcTypes) o.u32(t);
         o.u32(this.saveType);
-        o.u32(this.saveType);
         return o.result();
     }
 
-    /** Appends the marks table: 65,536 `externref`s, all null. */
-    private tableSection(): Uint8Array {
+    /** The memory with room for the marks below the heap: both limits grow by `BASE_PAGES`. */
+    private memorySection(): Uint8Array {
+        const r = this.reader(this.section(SEC_MEMORY)!);
+        r.count();
+        const flags = r.limitsFlags();
+        const min = r.u32();
+        const max = flags & 1 ? r.u32() : 65_536;
+        if (min > MAX_HEAP_PAGES) throw new Unsupported(`initial memory of ${min} pages`);
         const o = new Out();
-        o.u32(this.definedTables + 1);
-        const s = this.section(SEC_TABLE);
-        if (s) {
-            const r = this.reader(s);
-            r.count();
-            o.span(this.wasm, r.pos, s.end);
-        }
-        o.byte(T_EXTERNREF);
+        o.u32(1);
         o.byte(1);
-        o.u32(UNDO_PAGE_COUNT);
-        o.u32(UNDO_PAGE_COUNT);
+        o.u32(min + BASE_PAGES);
+        o.u32(Math.min(max, MAX_HEAP_PAGES) + BASE_PAGES);
         return o.result();
     }
 
-    /** Copies the globals (renumbering `ref.func`) and appends the last-marked-page cache. */
+    /** Copies the globals, renumbering `ref.func`. */
     private globalSection(): Uint8Array {
-        const s = this.section(SEC_GLOBAL);
-        const r = s ? this.reader(s) : null;
+        const r = this.reader(this.section(SEC_GLOBAL)!);
         const o = new Out();
-        const n = r ? r.count() : 0;
-        o.u32(n + 1);
-        for (let i = 0; r && i < n; i++) {
+        const n = r.count();
+        o.u32(n);
+        for (let i = 0; i < n; i++) {
             o.byte(r.byte());
             o.byte(r.byte());
             this.constExpr(r, o);
         }
-        // (global (mut i32) (i32.const -1)): -1 is no page.
-        o.all([T_I32, 1, 0x41, 0x7f, 0x0b]);
         return o.result();
     }
 
     private exportSection(): Uint8Array {
         const o = new Out();
-        const s = this.section(SEC_EXPORT);
-        const r = s ? this.reader(s) : null;
-        const n = r ? r.count() : 0;
-        o.u32(n + 2);
-        for (let i = 0; r && i < n; i++) {
+        const r = this.reader(this.section(SEC_EXPORT)!);
+        const n = r.count();
+        o.u32(n);
+        for (let i = 0; i < n; i++) {
             const nameStart = r.pos;
             r.skipName();
             o.span(this.wasm, nameStart, r.pos);
@@ -507,16 +513,6 @@ class ModuleRewriter {
             o.byte(kind);
             o.u32(kind === 0 ? this.func(index) : index);
         }
-        const name = Buffer.from(DIRTY_TABLE_EXPORT);
-        o.u32(name.length);
-        o.all(name);
-        o.byte(1);
-        o.u32(this.dirtyTable);
-        const last = Buffer.from(LAST_PAGE_EXPORT);
-        o.u32(last.length);
-        o.all(last);
-        o.byte(3);
-        o.u32(this.lastGlobal);
         return o.result();
     }
 
@@ -544,6 +540,38 @@ class ModuleRewriter {
                 if (flags & 4) this.constExpr(r, o);
                 else o.u32(this.func(r.u32()));
             }
+        }
+        return o.result();
+    }
+
+    /** Active data segments move up with the heap: their offsets (constants) gain `HEAP_BASE`. */
+    private dataSection(): Uint8Array {
+        const s = this.section(SEC_DATA)!;
+        const r = this.reader(s);
+        const o = new Out();
+        const n = r.count();
+        o.u32(n);
+        for (let i = 0; i < n; i++) {
+            const flags = r.u32();
+            if (flags > 2) throw new Unsupported(`data segment flags ${flags}`);
+            o.u32(flags);
+            if (flags === 2 && r.u32() !== 0) throw new Unsupported('data for another memory');
+            if (flags === 2) o.u32(0);
+            if (flags !== 1) {
+                if (r.byte() !== 0x41) throw new Unsupported('data offset not a constant');
+                const offset = r.s32() >>> 0;
+                if (r.byte() !== 0x0b) throw new Unsupported('data offset not a constant');
+                // Beyond 2^32 the segment cannot fit: the original fails to instantiate as well.
+                if (offset + HEAP_BASE > MAX_OFFSET) throw new Unsupported('data offset too large');
+                o.byte(0x41);
+                o.s32(offset + HEAP_BASE);
+                o.byte(0x0b);
+            }
+            const start = r.pos;
+            const size = r.u32();
+            r.pos += size;
+            if (r.pos > s.end) throw new Unsupported('data segment overruns');
+            o.span(this.wasm, start, r.pos);
         }
         return o.result();
     }
@@ -581,7 +609,7 @@ class ModuleRewriter {
         const n = r.count();
         if (n !== this.funcTypes.length) throw new Unsupported('code and function counts differ');
         const o = new Out();
-        o.u32(n + 2);
+        o.u32(n + 1);
         const body = new Out();
         for (let i = 0; i < n; i++) {
             const size = r.u32();
@@ -593,84 +621,31 @@ class ModuleRewriter {
             o.span(body.bytes, 0, body.length);
             r.pos = end;
         }
-        for (const helper of [this.checkBody(), this.storeSlowBody()]) {
-            o.u32(helper.length);
-            o.all(helper);
-        }
+        const check = this.checkBody();
+        o.u32(check.length);
+        o.all(check);
         return o.result();
     }
 
     /**
-     * `store_slow(ea, width)`, out of line so that the inline check stays small: calls
-     * `save_pages` when the page of `ea` is unmarked or the store crosses into the next page;
-     * otherwise the page becomes the cached last marked page.
-     */
-    private storeSlowBody(): number[] {
-        const t = u32Bytes(this.dirtyTable);
-        const last = u32Bytes(this.lastGlobal);
-        return [
-            1,
-            1,
-            T_I32, // one local: the page
-            0x20,
-            0,
-            0x41,
-            UNDO_PAGE_SHIFT,
-            0x76, // i32.shr_u
-            0x22,
-            2, // local.tee $page
-            0x25,
-            ...t, // table.get
-            0xd1, // ref.is_null
-            0x20,
-            0,
-            0x41,
-            ...signedLeb(UNDO_PAGE_BYTES - 1),
-            0x71, // i32.and
-            0x41,
-            ...signedLeb(UNDO_PAGE_BYTES),
-            0x20,
-            1,
-            0x6b, // i32.sub: PAGE - width
-            0x4b, // i32.gt_u: crosses
-            0x72, // i32.or
-            0x04,
-            0x40, // if
-            0x20,
-            0,
-            0x20,
-            1,
-            0x10,
-            ...u32Bytes(this.saveImport),
-            0x05, // else
-            0x20,
-            2,
-            0x24,
-            ...last, // global.set $last
-            0x0b,
-            0x0b
-        ];
-    }
-
-    /**
-     * `check(start, length)`: calls `save_pages` unless the first and last page of the range are
-     * both marked and the range is at most a page long.
+     * `check(start, length)` (addresses of the whole memory): calls `save_pages` unless the first
+     * and last page of the range are both marked and the range is at most a page long.
      */
     private checkBody(): number[] {
-        const t = u32Bytes(this.dirtyTable);
-        const page = (getEnd: number[]): number[] => [
+        const marked = (getEnd: number[]): number[] => [
             ...getEnd,
             0x41,
             UNDO_PAGE_SHIFT,
             0x76, // i32.shr_u
-            0x25,
-            ...t, // table.get
-            0xd1 // ref.is_null
+            0x2d,
+            0,
+            0, // i32.load8_u: the mark byte
+            0x45 // i32.eqz
         ];
-        const code = [
+        return [
             0, // no locals
-            ...page([0x20, 0]),
-            ...page([0x20, 0, 0x20, 1, 0x6a, 0x41, 1, 0x6b]), // start + length - 1
+            ...marked([0x20, 0]),
+            ...marked([0x20, 0, 0x20, 1, 0x6a, 0x41, 1, 0x6b]), // start + length - 1
             0x72, // i32.or
             0x20,
             1,
@@ -689,7 +664,6 @@ class ModuleRewriter {
             0x0b,
             0x0b
         ];
-        return code;
     }
 
     /** Rewrites one function body into `o` (without its size prefix). */
@@ -708,7 +682,6 @@ class ModuleRewriter {
         const codeStart = r.pos;
         const writes = this.scanWrites(new In(this.wasm, codeStart, r.end));
         if (!writes) {
-            // No store or bulk write: only call / ref.func indices may change.
             o.span(this.wasm, groupsStart, codeStart);
         } else {
             o.u32(groups + NEW_LOCALS.length);
@@ -721,24 +694,39 @@ class ModuleRewriter {
         this.instructions(new In(this.wasm, codeStart, r.end), o, params + locals);
     }
 
-    /** True when a body contains a store or a bulk memory write (a quick pre-pass). */
+    /** True when a body needs the fresh locals: a store, a bulk memory write or `memory.grow`. */
     private scanWrites(r: In): boolean {
         let found = false;
         decode(r, (op, sub) => {
-            if (STORES[op] || (op === 0xfc && (sub === 8 || sub === 10 || sub === 11))) {
+            if (
+                STORES[op] ||
+                op === 0x40 ||
+                (op === 0xfc && (sub === 8 || sub === 10 || sub === 11))
+            ) {
                 found = true;
             }
         });
         return found;
     }
 
-    /** Copies an instruction stream, injecting the checks and renumbering function indices. */
+    /**
+     * Copies an instruction stream, moving memory accesses up by `HEAP_BASE`, injecting the checks
+     * and renumbering function indices.
+     */
     private instructions(r: In, o: Out, firstNew: number): void {
         const local = (k: number) => firstNew + k;
         const w = this.wasm;
         let copied = r.pos;
         const flush = (upTo: number) => {
             o.span(w, copied, upTo);
+        };
+        const get = (k: number) => {
+            o.byte(0x20);
+            o.u32(local(k));
+        };
+        const set = (k: number) => {
+            o.byte(0x21);
+            o.u32(local(k));
         };
         decode(r, (op, sub, at, immStart) => {
             if (op === 0x10 || op === 0xd2) {
@@ -748,31 +736,59 @@ class ModuleRewriter {
                 copied = r.pos;
                 return;
             }
-            const store = STORES[op];
-            if (store) {
-                const [type, width] = store;
-                const offset = readMemargOffset(w, immStart);
+            if (op >= 0x28 && op <= 0x3e) {
+                const m = new In(w, immStart, r.end);
+                const align = m.u32();
+                const offset = m.u32() + HEAP_BASE;
                 flush(at);
-                this.storeCheck(o, offset, width, local(VALUE_LOCAL[type]), local);
-                copied = at;
+                const store = STORES[op];
+                if (store) {
+                    this.storeCheck(o, store[1], offset, local(VALUE_LOCAL[store[0]]), local);
+                } else if (offset > MAX_OFFSET) {
+                    // Out of bounds whatever the address: trap as the original does.
+                    o.all([0x1a, 0x41, 0x7f]); // drop; i32.const -1
+                }
+                o.byte(op);
+                o.u32(align);
+                o.u32(Math.min(offset, MAX_OFFSET));
+                copied = r.pos;
+                return;
+            }
+            if (op === 0x3f) {
+                // memory.size of the heap alone.
+                flush(r.pos);
+                o.byte(0x41);
+                o.s32(BASE_PAGES);
+                o.byte(0x6b); // i32.sub
+                copied = r.pos;
+                return;
+            }
+            if (op === 0x40) {
+                // memory.grow: the old size of the heap alone, -1 stays -1.
+                flush(r.pos);
+                o.byte(0x22);
+                o.u32(local(L_LEN)); // local.tee $old
+                o.byte(0x41);
+                o.s32(BASE_PAGES);
+                o.all([0x6b, 0x41, 0x7f]); // old - BASE_PAGES; i32.const -1
+                get(L_LEN);
+                o.all([0x41, 0x7f, 0x47, 0x1b]); // i32.const -1; i32.ne; select
+                copied = r.pos;
                 return;
             }
             if (op === 0xfc && (sub === 8 || sub === 10 || sub === 11)) {
+                // Operands: destination, source (copy) / value (fill) / segment offset (init), length.
                 flush(at);
-                o.byte(0x21);
-                o.u32(local(L_LEN));
-                o.byte(0x21);
-                o.u32(local(L_I32));
-                o.byte(0x22);
-                o.u32(local(L_ADDR));
-                o.byte(0x20);
-                o.u32(local(L_LEN));
+                set(L_LEN);
+                set(L_I32);
+                set(L_ADDR);
+                this.moveUp(o, local(L_ADDR));
+                if (sub === 10) this.moveUp(o, local(L_I32));
+                get(L_ADDR);
+                get(L_LEN);
                 o.byte(0x10);
                 o.u32(this.checkFunc);
-                for (const l of [L_ADDR, L_I32, L_LEN]) {
-                    o.byte(0x20);
-                    o.u32(local(l));
-                }
+                for (const l of [L_ADDR, L_I32, L_LEN]) get(l);
                 copied = at;
             }
         });
@@ -780,41 +796,68 @@ class ModuleRewriter {
     }
 
     /**
-     * Code before a store of `width` bytes at `addr + offset` (stack: addr, value). Inline fast
-     * path: the page is the last one found marked (a global) and the store does not cross into
-     * the next page; else `store_slow(ea, width)`. Ends with the store's operands on the stack.
+     * Adds `HEAP_BASE` to the address in local `l`; an address the addition carries past 2^32
+     * (out of bounds in the original) becomes 2^32 - 1 (out of bounds here, even for length 0).
      *
-     *   local.set $value; local.tee $addr; [i32.const offset; i32.add; local.tee $ea]
-     *   i32.const SHIFT; i32.shr_u; global.get $last; i32.ne
+     *   i32.const -1; local.get $l; i32.const BASE; i32.add; local.tee $l
+     *   local.get $l; i32.const BASE; i32.lt_u; select; local.set $l   (-1 when carried)
+     */
+    private moveUp(o: Out, l: number): void {
+        o.all([0x41, 0x7f, 0x20]);
+        o.u32(l);
+        o.byte(0x41);
+        o.s32(HEAP_BASE);
+        o.byte(0x6a);
+        o.byte(0x22);
+        o.u32(l);
+        o.byte(0x20);
+        o.u32(l);
+        o.byte(0x41);
+        o.s32(HEAP_BASE);
+        o.all([0x49, 0x1b]); // i32.lt_u; select
+        o.byte(0x21);
+        o.u32(l);
+    }
+
+    /**
+     * Code before a store of `width` bytes at `addr + offset` (stack: addr, value; `offset`
+     * already includes `HEAP_BASE`). Inline fast path: the mark byte of the page is set and the
+     * store does not cross into the next page; else `save_pages(ea, width)`. Ends with the store's
+     * operands on the stack, for the store that follows with the new offset.
+     *
+     *   local.set $value; local.tee $addr; i32.const offset; i32.add; local.tee $ea
+     *   i32.const SHIFT; i32.shr_u; i32.load8_u; i32.eqz
      *   [local.get $ea; i32.const PAGE-1; i32.and; i32.const PAGE-width; i32.gt_u; i32.or]
-     *   if; local.get $ea; i32.const width; call $store_slow; end
+     *   if; local.get $ea; i32.const width; call $save_pages; end
      *   local.get $addr; local.get $value
      */
     private storeCheck(
         o: Out,
-        offset: number,
         width: number,
+        offset: number,
         value: number,
         local: (k: number) => number
     ): void {
         const addr = local(L_ADDR);
-        // The effective address wraps at 2^32 here; such a store traps anyway (the saved page is
-        // then merely unneeded), and the page index stays inside the table.
-        const ea = offset !== 0 ? local(L_LEN) : addr;
+        const ea = local(L_LEN);
         o.byte(0x21);
         o.u32(value);
+        if (offset > MAX_OFFSET) {
+            // Out of bounds whatever the address: trap as the original does, writing nothing.
+            o.all([0x1a, 0x41, 0x7f, 0x20]); // drop; i32.const -1; local.get $value
+            o.u32(value);
+            return;
+        }
         o.byte(0x22);
         o.u32(addr);
-        if (offset !== 0) {
-            o.byte(0x41);
-            o.s32(offset);
-            o.byte(0x6a); // i32.add
-            o.byte(0x22);
-            o.u32(ea);
-        }
-        o.all([0x41, UNDO_PAGE_SHIFT, 0x76, 0x23]); // i32.shr_u; global.get
-        o.u32(this.lastGlobal);
-        o.byte(0x47); // i32.ne
+        // The effective address wraps at 2^32 here; such a store traps anyway (the saved page is
+        // then merely unneeded), and the mark byte read stays below HEAP_BASE.
+        o.byte(0x41);
+        o.s32(offset | 0);
+        o.byte(0x6a); // i32.add
+        o.byte(0x22);
+        o.u32(ea);
+        o.all([0x41, UNDO_PAGE_SHIFT, 0x76, 0x2d, 0, 0, 0x45]); // shr_u; i32.load8_u; i32.eqz
         if (width > 1) {
             o.byte(0x20);
             o.u32(ea);
@@ -831,7 +874,7 @@ class ModuleRewriter {
         o.byte(0x41);
         o.s32(width);
         o.byte(0x10);
-        o.u32(this.storeSlowFunc);
+        o.u32(this.saveImport);
         o.byte(0x0b);
         o.byte(0x20);
         o.u32(addr);
@@ -881,13 +924,6 @@ class ModuleRewriter {
 
 function readU32At(bytes: Uint8Array, pos: number): number {
     return new In(bytes, pos, bytes.length).u32();
-}
-
-/** The offset of a memarg at `pos` (after its alignment). */
-function readMemargOffset(bytes: Uint8Array, pos: number): number {
-    const r = new In(bytes, pos, bytes.length);
-    r.u32();
-    return r.u32();
 }
 
 function signedLeb(v: number): number[] {
@@ -1042,13 +1078,13 @@ function prefixedImmediates(r: In, sub: number): void {
 
 // ---- runtime ------------------------------------------------------------------------------------
 
-/** The marks of one instance: its table and a JS mirror (flags and a list, for O(marked) clears). */
+/**
+ * The marks of one instance: the mark bytes below its heap, and a JS mirror (flags, and a list for
+ * O(marked) clears).
+ */
 interface InstanceMarks {
     instance: WebAssembly.Instance | null;
-    table: WebAssembly.Table | null;
     memory: WebAssembly.Memory | null;
-    /** The module's cache of the last page a store found marked (`LAST_PAGE_EXPORT`). */
-    last: WebAssembly.Global | null;
     /** 1 when the page is marked (saved by the innermost level, or added since it began). */
     flags: Uint8Array;
     list: number[];
@@ -1074,7 +1110,6 @@ export interface RolledBack {
     restoredPages: number;
 }
 
-const MARK = true;
 /** A transient flag bit while merging levels: the page is in the outer level's log. */
 const IN_OUTER = 2;
 const EMPTY_VIEW = new Uint8Array(0);
@@ -1120,9 +1155,7 @@ export class PageUndoLog {
     } {
         const marks: InstanceMarks = {
             instance: null,
-            table: null,
             memory: null,
-            last: null,
             flags: new Uint8Array(UNDO_PAGE_COUNT),
             list: [],
             view: EMPTY_VIEW
@@ -1130,18 +1163,12 @@ export class PageUndoLog {
         return {
             imports: { [SAVE_IMPORT_NAME]: (start, length) => this.save(marks, start, length) },
             attach: (instance) => {
-                const table = instance.exports[DIRTY_TABLE_EXPORT];
-                const last = instance.exports[LAST_PAGE_EXPORT];
-                if (
-                    !(table instanceof WebAssembly.Table) ||
-                    !(last instanceof WebAssembly.Global)
-                ) {
-                    throw new Error('module was not rewritten by trackDirtyPages');
+                const memory = instance.exports.memory;
+                if (!(memory instanceof WebAssembly.Memory)) {
+                    throw new Error('a tracked module must export its memory as `memory`');
                 }
                 marks.instance = instance;
-                marks.table = table;
-                marks.last = last;
-                marks.memory = instance.exports.memory as WebAssembly.Memory;
+                marks.memory = memory;
                 this.marksOf.set(instance, marks);
                 // A replacement instance (a rollback that shrank the heap) inside an open
                 // transaction: its pages the level saved must not be saved again.
@@ -1152,9 +1179,10 @@ export class PageUndoLog {
     }
 
     /**
-     * Saves the pages of `[start, start + length)` of the current instance's heap that the innermost
-     * transaction has not saved yet. Call before the host writes canister memory. A range outside
-     * the heap saves nothing (the write traps before changing anything).
+     * Saves the pages of `[start, start + length)` of the current instance's memory (the heap
+     * begins at `HEAP_BASE`) that the innermost transaction has not saved yet. Call before the host
+     * writes canister memory. A range outside the heap saves nothing (the write traps before
+     * changing anything).
      */
     saveRange(start: number, length: number): void {
         this.save(this.currentMarks(), start, length);
@@ -1177,7 +1205,7 @@ export class PageUndoLog {
         if (marks.instance === null) return;
         start >>>= 0;
         length >>>= 0;
-        if (length === 0) return;
+        if (length === 0 || start < HEAP_BASE) return;
         const flags = marks.flags;
         const end = start + length;
         const last = Math.floor((end - 1) / UNDO_PAGE_BYTES);
@@ -1273,17 +1301,16 @@ function mark(marks: InstanceMarks, p: number): void {
     if (marks.flags[p] === 1) return;
     marks.flags[p] = 1;
     marks.list.push(p);
-    marks.table!.set(p, MARK);
+    heap(marks)[p] = 1; // the mark byte of page p, below the heap
 }
 
 function clearMarks(marks: InstanceMarks): void {
+    const mem = heap(marks);
     for (const p of marks.list) {
         marks.flags[p] = 0;
-        marks.table!.set(p, null);
+        mem[p] = 0;
     }
     marks.list.length = 0;
-    // The module's cache may name a page just unmarked.
-    marks.last!.value = -1;
 }
 
 let trackingEnabled = true;
@@ -1303,12 +1330,23 @@ export function setDirtyPageTracking(enabled: boolean): void {
 export function compileWithDirtyPages(wasm: Uint8Array): {
     module: WebAssembly.Module;
     dirtyPages: boolean;
+    /** Where the canister's heap begins in the module's memory (`HEAP_BASE` when tracked). */
+    heapBase: number;
 } {
-    if (!trackingEnabled) return { module: new WebAssembly.Module(wasm), dirtyPages: false };
+    const untracked = () => ({
+        module: new WebAssembly.Module(wasm),
+        dirtyPages: false,
+        heapBase: 0
+    });
+    if (!trackingEnabled) return untracked();
     const tracked = trackDirtyPages(wasm);
-    if (!tracked.tracked) return { module: new WebAssembly.Module(wasm), dirtyPages: false };
+    if (!tracked.tracked) return untracked();
     try {
-        return { module: new WebAssembly.Module(tracked.bytes), dirtyPages: true };
+        return {
+            module: new WebAssembly.Module(tracked.bytes),
+            dirtyPages: true,
+            heapBase: HEAP_BASE
+        };
     } catch (e) {
         new WebAssembly.Module(wasm); // throws the module's own error when it is invalid
         throw new Error(

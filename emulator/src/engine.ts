@@ -350,7 +350,7 @@ export class Engine {
         const prepared = this.countInstructions ? instrumentForCounting(raw) : raw;
         const rewritten = exposeInternals(prepared);
         // Dirty-page tracking (src/dirty_pages.ts) rewrites the module after the other rewrites.
-        const { module, dirtyPages } = compileWithDirtyPages(rewritten.bytes);
+        const { module, dirtyPages, heapBase } = compileWithDirtyPages(rewritten.bytes);
         const exportNames = new Set(WebAssembly.Module.exports(module).map((e) => e.name));
         validateExports(exportNames);
         const info: CodeInfo = {
@@ -358,7 +358,8 @@ export class Engine {
             moduleHash,
             globalExports: rewritten.globalExports,
             exportNames,
-            dirtyPages
+            dirtyPages,
+            heapBase
         };
         // Bound the cache: a test run uses a handful of distinct modules.
         if (MODULE_CACHE.size >= MAX_CACHED_MODULES) {

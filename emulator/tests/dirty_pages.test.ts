@@ -13,6 +13,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import {
+    HEAP_BASE,
     PageUndoLog,
     rewriteModule,
     setDirtyPageTracking,
@@ -132,7 +133,8 @@ function tracked(spec: ModuleSpec) {
     return {
         log,
         fn: (name: string) => instance.exports[name] as Fn,
-        heap: () => new Uint8Array((instance.exports.memory as WebAssembly.Memory).buffer)
+        heap: () =>
+            new Uint8Array((instance.exports.memory as WebAssembly.Memory).buffer, HEAP_BASE)
     };
 }
 
@@ -308,7 +310,7 @@ describe('dirty-page rewrite of a hand-assembled module', () => {
         // The outer level still undoes page `a` (saved before the inner level began).
         t.fn('st_i32.store')(a + 4, 5);
         t.log.commit();
-        const view = new DataView(t.heap().buffer);
+        const view = new DataView(t.heap().buffer, t.heap().byteOffset);
         expect([view.getInt32(a, true), view.getInt32(a + 4, true)]).toEqual([1, 5]);
         expect(view.getInt32(b, true)).toBe(0);
         expect(t.log.depth).toBe(0);

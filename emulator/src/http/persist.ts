@@ -14,8 +14,6 @@ import type { Engine } from '../engine';
 import { PAGE_SIZE_BYTES, StableMemory } from '../stable_memory';
 
 const STATE_VERSION = 1;
-/** Wasm pages are 64 KiB, as stable-memory pages. */
-const WASM_PAGE_BYTES = 65_536;
 
 interface SavedCanister {
     id: string;
@@ -90,8 +88,7 @@ export function saveState(engine: Engine, dir: string): void {
             if (!bytes) throw new Error(`module ${moduleHash} of ${id} is not kept`);
             if (!modules.has(moduleHash)) writeFileSync(join(tmp, 'modules', moduleHash), bytes);
             modules.add(moduleHash);
-            const memory = c.instance.exports.memory as WebAssembly.Memory;
-            writeFileSync(join(tmp, 'canisters', `${id}.heap`), new Uint8Array(memory.buffer));
+            writeFileSync(join(tmp, 'canisters', `${id}.heap`), c.heapContents());
             for (const name of c.code.globalExports) {
                 const v = (c.instance.exports[name] as WebAssembly.Global).value as number | bigint;
                 globals.push({ name, value: String(v), big: typeof v === 'bigint' });
@@ -178,11 +175,9 @@ export function restoreState(engine: Engine, dir: string): boolean {
             const code = engine.loadCode(wasm);
             canister.code = code;
             canister.instance = canister.instantiate(code);
-            const memory = canister.instance.exports.memory as WebAssembly.Memory;
-            const heap = new Uint8Array(readFileSync(join(root, 'canisters', `${c.id}.heap`)));
-            const grow = (heap.length - memory.buffer.byteLength) / WASM_PAGE_BYTES;
-            if (grow > 0) memory.grow(grow);
-            new Uint8Array(memory.buffer).set(heap);
+            canister.loadHeap(
+                new Uint8Array(readFileSync(join(root, 'canisters', `${c.id}.heap`)))
+            );
             for (const g of c.globals) {
                 (canister.instance.exports[g.name] as WebAssembly.Global).value = g.big
                     ? BigInt(g.value)
