@@ -5,19 +5,23 @@
  * pages (as the replica, which tracks the OS pages a message dirtied).
  *
  * The rewrite (`trackDirtyPages`, cached on disk by the module's hash):
- * - moves the canister's heap up by `HEAP_BASE` (1 MiB) in the Wasm memory: every load and store
- *   gets `HEAP_BASE` added to its static offset, `memory.copy` / `fill` / `init` to their
+ * - moves the canister's heap up by `HEAP_BASE` (17 MiB + 64 KiB) in the Wasm memory: every load
+ *   and store gets `HEAP_BASE` added to its static offset, `memory.copy` / `fill` / `init` to their
  *   addresses, active data segments to their offsets; `memory.size` and `memory.grow` report pages
- *   of the heap alone (the memory's limits grow by the 16 pages below). Addresses, bounds and
- *   traps stay exactly those of the original module, except that the heap can grow to 4 GiB less
- *   1 MiB and 64 KiB instead of 4 GiB (`MAX_HEAP_PAGES`);
- * - the 1 MiB below the heap, which the canister cannot address, holds the marks: one byte per undo
- *   page of a 4 GiB memory, non-zero when the page was already saved in the current transaction;
+ *   of the heap alone (the memory's limits grow by the pages below). Addresses, bounds and traps
+ *   stay exactly those of the original module, except that the heap can grow to 4 GiB minus
+ *   (17 MiB + 128 KiB) instead of 4 GiB (`MAX_HEAP_PAGES`);
+ * - below the heap, which the canister cannot address, lie the marks (one byte per undo page of a
+ *   4 GiB memory, non-zero when the page was already saved in the current transaction), the arena's
+ *   slots (the page number of each copy) and the arena (`ARENA_PAGES` page copies);
  * - adds the import `__emu.save_pages(start: i32, length: i32)` (function indices after it shift by
- *   one everywhere: calls, `ref.func`, exports, elements, start);
+ *   one everywhere: calls, `ref.func`, exports, elements, start) and the exported global
+ *   `ARENA_USED_EXPORT` (arena slots in use);
  * - before every store (`i32/i64/f32/f64.store*`) inserts an inline check: unless the mark byte of
- *   the store's page is set and the store stays inside that page, call `save_pages(ea, width)`;
- *   the operands are stashed in fresh locals;
+ *   the store's page is set and the store stays inside that page, call an added `save_store(ea,
+ *   width)`, which copies each unmarked page into the next arena slot and marks it, or calls
+ *   `save_pages` when the arena is full or no transaction is open; the operands are stashed in
+ *   fresh locals;
  * - before `memory.copy` / `memory.fill` / `memory.init` calls a small added function
  *   `check(dst, n)` that calls `save_pages` unless the range's first and last pages are marked and
  *   it is at most a page long.
@@ -29,9 +33,10 @@
  * heap: the instruction then traps before writing, with the same error as without the rewrite.
  *
  * The runtime (`PageUndoLog`) keeps one undo log per open (nested) transaction: page number → the
- * page's contents when that level first wrote it. It is bounded by the heap: at most one copy of each
- * page that existed when the level began (pages added by `memory.grow` are never saved). Page
- * numbers and sizes there are of the whole Wasm memory (heap addresses plus `HEAP_BASE`).
+ * page's contents when that level first wrote it. It is bounded by the memory: at most one copy of
+ * each page per level, plus the copies of the inner levels it committed (so at most the nesting
+ * depth times the memory). Page numbers and sizes there are of the whole Wasm memory (heap
+ * addresses plus `HEAP_BASE`).
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -42,11 +47,22 @@ import { join } from 'node:path';
 export const UNDO_PAGE_SHIFT = 12;
 /** Bytes per undo page: a write saves the undo pages it touches. */
 export const UNDO_PAGE_BYTES = 1 << UNDO_PAGE_SHIFT;
-/** Undo pages of a 32-bit memory (4 GiB): one mark byte each. */
+/** Undo pages of a 32-bit memory (4 GiB): one mark byte each, at the start of the memory. */
 export const UNDO_PAGE_COUNT = 2 ** (32 - UNDO_PAGE_SHIFT);
-/** Where the canister's heap starts in a rewritten module's memory: the marks lie below. */
-export const HEAP_BASE = UNDO_PAGE_COUNT;
 const WASM_PAGE_BYTES = 65_536;
+/**
+ * Page copies the undo logs keep in the memory below the heap (the arena), made by the module
+ * itself without calling the host; beyond that the host keeps the copies.
+ */
+export const ARENA_PAGES = 4096;
+/** The arena's slots: the page number of each copy (u32), after the marks. */
+const SLOTS_AT = UNDO_PAGE_COUNT;
+/** The arena's page copies, after the slots. */
+const ARENA_AT = SLOTS_AT + WASM_PAGE_BYTES;
+/** Where the canister's heap starts in a rewritten module's memory: marks, slots, arena below. */
+export const HEAP_BASE = ARENA_AT + ARENA_PAGES * UNDO_PAGE_BYTES;
+/** Export name of the global the rewrite adds: arena slots in use (`ARENA_PAGES`: none free). */
+export const ARENA_USED_EXPORT = '__emu_arena_used';
 /** Wasm pages below the heap. */
 const BASE_PAGES = HEAP_BASE / WASM_PAGE_BYTES;
 /**
@@ -314,12 +330,17 @@ class ModuleRewriter {
     /** Parameter count of each function type (undefined for other types). */
     private readonly paramCounts: number[] = [];
     private funcImports = 0;
+    private globalImports = 0;
+    private definedGlobals = 0;
+    /** The added global: arena slots in use. */
+    private arenaGlobal = 0;
     /** Type index of each defined function. */
     private funcTypes: number[] = [];
     private hasMemory = false;
     private saveType = 0;
     private saveImport = 0;
     private checkFunc = 0;
+    private saveStoreFunc = 0;
 
     constructor(private readonly wasm: Uint8Array) {
         if (wasm.length < 8 || wasm[0] !== 0 || wasm[1] !== 0x61 || wasm[4] !== 1) {
@@ -363,8 +384,8 @@ class ModuleRewriter {
         replaced.set(SEC_IMPORT, this.importSection());
         replaced.set(SEC_FUNCTION, this.functionSection());
         replaced.set(SEC_MEMORY, this.memorySection());
-        if (this.section(SEC_GLOBAL)) replaced.set(SEC_GLOBAL, this.globalSection());
-        if (this.section(SEC_EXPORT)) replaced.set(SEC_EXPORT, this.exportSection());
+        replaced.set(SEC_GLOBAL, this.globalSection());
+        replaced.set(SEC_EXPORT, this.exportSection());
         if (this.section(SEC_START)) replaced.set(SEC_START, this.startSection());
         if (this.section(SEC_ELEMENT)) replaced.set(SEC_ELEMENT, this.elementSection());
         replaced.set(SEC_CODE, this.codeSection());
@@ -406,6 +427,7 @@ class ModuleRewriter {
                 } else if (kind === 3) {
                     r.byte();
                     r.byte();
+                    this.globalImports++;
                 } else throw new Unsupported(`import kind ${kind}`);
             }
         }
@@ -427,6 +449,10 @@ class ModuleRewriter {
         this.saveType = this.typeCount;
         this.saveImport = this.funcImports;
         this.checkFunc = this.funcImports + 1 + this.funcTypes.length;
+        this.saveStoreFunc = this.checkFunc + 1;
+        const globals = this.section(SEC_GLOBAL);
+        if (globals) this.definedGlobals = this.reader(globals).count();
+        this.arenaGlobal = this.globalImports + this.definedGlobals;
     }
 
     /** Appends the type `(i32, i32) -> ()` of the import and the helper. */
@@ -463,8 +489,9 @@ class ModuleRewriter {
 
     private functionSection(): Uint8Array {
         const o = new Out();
-        o.u32(this.funcTypes.length + 1);
+        o.u32(this.funcTypes.length + 2);
         for (const t of this.funcTypes) o.u32(t);
+        o.u32(this.saveType);
         o.u32(this.saveType);
         return o.result();
     }
@@ -485,26 +512,37 @@ class ModuleRewriter {
         return o.result();
     }
 
-    /** Copies the globals, renumbering `ref.func`. */
+    /** Copies the globals (renumbering `ref.func`) and appends the arena's slots in use. */
     private globalSection(): Uint8Array {
-        const r = this.reader(this.section(SEC_GLOBAL)!);
+        const s = this.section(SEC_GLOBAL);
+        const r = s ? this.reader(s) : null;
         const o = new Out();
-        const n = r.count();
-        o.u32(n);
-        for (let i = 0; i < n; i++) {
+        const n = r ? r.count() : 0;
+        o.u32(n + 1);
+        for (let i = 0; r && i < n; i++) {
             o.byte(r.byte());
             o.byte(r.byte());
             this.constExpr(r, o);
         }
+        // (global (mut i32) (i32.const ARENA_PAGES)): no transaction, no arena slot free.
+        o.all([T_I32, 1, 0x41]);
+        o.s32(ARENA_PAGES);
+        o.byte(0x0b);
         return o.result();
     }
 
     private exportSection(): Uint8Array {
         const o = new Out();
-        const r = this.reader(this.section(SEC_EXPORT)!);
-        const n = r.count();
-        o.u32(n);
-        for (let i = 0; i < n; i++) {
+        const s = this.section(SEC_EXPORT);
+        const r = s ? this.reader(s) : null;
+        const n = r ? r.count() : 0;
+        o.u32(n + 1);
+        const name = Buffer.from(ARENA_USED_EXPORT);
+        o.u32(name.length);
+        o.all(name);
+        o.byte(3);
+        o.u32(this.arenaGlobal);
+        for (let i = 0; r && i < n; i++) {
             const nameStart = r.pos;
             r.skipName();
             o.span(this.wasm, nameStart, r.pos);
@@ -609,7 +647,7 @@ class ModuleRewriter {
         const n = r.count();
         if (n !== this.funcTypes.length) throw new Unsupported('code and function counts differ');
         const o = new Out();
-        o.u32(n + 1);
+        o.u32(n + 2);
         const body = new Out();
         for (let i = 0; i < n; i++) {
             const size = r.u32();
@@ -621,10 +659,156 @@ class ModuleRewriter {
             o.span(body.bytes, 0, body.length);
             r.pos = end;
         }
-        const check = this.checkBody();
-        o.u32(check.length);
-        o.all(check);
+        for (const helper of [this.checkBody(), this.saveStoreBody()]) {
+            o.u32(helper.length);
+            o.all(helper);
+        }
         return o.result();
+    }
+
+    /**
+     * `save_store(ea, width)` (an address of the whole memory), out of line so that the inline check
+     * stays small: for each page of the store that is unmarked, copies it into the next arena slot
+     * and marks it, or asks the host (`save_pages`) when the arena is full or no transaction is
+     * open. A store below the heap (its address wrapped past 2^32) or reaching beyond the memory
+     * traps: nothing to save.
+     */
+    private saveStoreBody(): number[] {
+        const g = u32Bytes(this.arenaGlobal);
+        const shift = [0x41, UNDO_PAGE_SHIFT];
+        return [
+            1,
+            3,
+            T_I32, // locals: $p (2), $end (3), $n (4)
+            0x20,
+            0,
+            0x41,
+            ...signedLeb(HEAP_BASE),
+            0x49, // i32.lt_u
+            0x0d,
+            0, // br_if 0: return
+            0x20,
+            0,
+            ...shift,
+            0x76,
+            0x21,
+            2, // $p = ea >> SHIFT
+            0x20,
+            0,
+            0x20,
+            1,
+            0x6a,
+            0x41,
+            1,
+            0x6b,
+            ...shift,
+            0x76,
+            0x21,
+            3, // $end = (ea + width - 1) >> SHIFT
+            0x3f,
+            0,
+            0x41,
+            4,
+            0x74,
+            0x21,
+            4, // $n = undo pages in the memory: memory.size << 4
+            0x20,
+            3,
+            0x20,
+            4,
+            0x4f, // i32.ge_u: $end beyond the memory
+            0x20,
+            2,
+            0x20,
+            4,
+            0x4f,
+            0x72, // or $p beyond it (the range wraps past 2^32)
+            0x0d,
+            0, // br_if 0: return, the store traps
+            0x03,
+            0x40, // loop
+            0x20,
+            2,
+            0x2d,
+            0,
+            0,
+            0x45, // the mark byte of $p is 0
+            0x04,
+            0x40, // if
+            0x23,
+            ...g,
+            0x41,
+            ...signedLeb(ARENA_PAGES),
+            0x49, // a slot is free
+            0x04,
+            0x40, // if
+            0x23,
+            ...g,
+            ...shift,
+            0x74,
+            0x41,
+            ...signedLeb(ARENA_AT),
+            0x6a, // dst: ARENA_AT + used << SHIFT
+            0x20,
+            2,
+            ...shift,
+            0x74, // src: $p << SHIFT
+            0x41,
+            ...signedLeb(UNDO_PAGE_BYTES),
+            0xfc,
+            10,
+            0,
+            0, // memory.copy
+            0x23,
+            ...g,
+            0x41,
+            2,
+            0x74,
+            0x20,
+            2,
+            0x36,
+            2,
+            ...u32Bytes(SLOTS_AT), // slot: i32.store offset=SLOTS_AT (used << 2) $p
+            0x23,
+            ...g,
+            0x41,
+            1,
+            0x6a,
+            0x24,
+            ...g, // used += 1
+            0x20,
+            2,
+            0x41,
+            1,
+            0x3a,
+            0,
+            0, // i32.store8: mark $p
+            0x05, // else
+            0x20,
+            2,
+            ...shift,
+            0x74,
+            0x41,
+            ...signedLeb(UNDO_PAGE_BYTES),
+            0x10,
+            ...u32Bytes(this.saveImport),
+            0x0b,
+            0x0b,
+            0x20,
+            2,
+            0x41,
+            1,
+            0x6a,
+            0x22,
+            2,
+            0x20,
+            3,
+            0x4d, // i32.le_u
+            0x0d,
+            0, // br_if: next page
+            0x0b,
+            0x0b
+        ];
     }
 
     /**
@@ -822,13 +1006,13 @@ class ModuleRewriter {
     /**
      * Code before a store of `width` bytes at `addr + offset` (stack: addr, value; `offset`
      * already includes `HEAP_BASE`). Inline fast path: the mark byte of the page is set and the
-     * store does not cross into the next page; else `save_pages(ea, width)`. Ends with the store's
+     * store does not cross into the next page; else `save_store(ea, width)`. Ends with the store's
      * operands on the stack, for the store that follows with the new offset.
      *
      *   local.set $value; local.tee $addr; i32.const offset; i32.add; local.tee $ea
      *   i32.const SHIFT; i32.shr_u; i32.load8_u; i32.eqz
      *   [local.get $ea; i32.const PAGE-1; i32.and; i32.const PAGE-width; i32.gt_u; i32.or]
-     *   if; local.get $ea; i32.const width; call $save_pages; end
+     *   if; local.get $ea; i32.const width; call $save_store; end
      *   local.get $addr; local.get $value
      */
     private storeCheck(
@@ -874,7 +1058,7 @@ class ModuleRewriter {
         o.byte(0x41);
         o.s32(width);
         o.byte(0x10);
-        o.u32(this.saveImport);
+        o.u32(this.saveStoreFunc);
         o.byte(0x0b);
         o.byte(0x20);
         o.u32(addr);
@@ -1079,24 +1263,28 @@ function prefixedImmediates(r: In, sub: number): void {
 // ---- runtime ------------------------------------------------------------------------------------
 
 /**
- * The marks of one instance: the mark bytes below its heap, and a JS mirror (flags, and a list for
+ * The marks of one instance: views of its memory (the mark bytes, the arena and its slots), the
+ * arena's slots-in-use global, and the pages the host marked without an arena slot (for
  * O(marked) clears).
  */
 interface InstanceMarks {
     instance: WebAssembly.Instance | null;
     memory: WebAssembly.Memory | null;
-    /** 1 when the page is marked (saved by the innermost level, or added since it began). */
-    flags: Uint8Array;
+    used: WebAssembly.Global | null;
     list: number[];
-    /** A view of the heap; a grown memory detaches it (length 0), which re-makes it. */
+    /** A view of the whole memory; a grown memory detaches it (length 0), which re-makes it. */
     view: Uint8Array;
+    /** The arena's slots (page numbers); re-made with `view`. */
+    slots: Uint32Array;
 }
 
 /**
- * One open transaction: the old contents of the pages it wrote first (`copies[i]` is page
- * `pages[i]`, each page at most once), and the heap size then.
+ * One open transaction: its arena slots (from `arenaStart` to the next level's, or to the slots in
+ * use), the copies the host kept when the arena was full (`copies[i]` is page `pages[i]`, oldest
+ * first), and the memory size then.
  */
 interface UndoLevel {
+    arenaStart: number;
     pages: number[];
     copies: Uint8Array[];
     sizeBytes: number;
@@ -1104,25 +1292,32 @@ interface UndoLevel {
 
 /** What `PageUndoLog.rollback` did, for the caller to finish (a heap that grew needs a new instance). */
 export interface RolledBack {
-    /** Heap size when the transaction began: a larger heap must be replaced by one this size. */
+    /** Memory size when the transaction began: a larger memory must be replaced by one this size. */
     sizeBytes: number;
     /** Pages copied back. */
     restoredPages: number;
 }
 
-/** A transient flag bit while merging levels: the page is in the outer level's log. */
-const IN_OUTER = 2;
 const EMPTY_VIEW = new Uint8Array(0);
+const EMPTY_SLOTS = new Uint32Array(0);
 
 /**
  * Undo logs of a canister's nested transactions over a tracked module's heap. `instanceImports`
  * gives a new instance its `__emu.save_pages`; `attach` binds the instance once created.
  *
- * Invariant: a page of the current instance is marked exactly when the innermost level saved it,
- * or it lies beyond the heap size the level began with, or it was written outside any transaction.
- * So a marked page needs no work and an unmarked one is not in the innermost log: no lookup per
- * page. Closing a nested level re-marks the outer level's pages, and `attach` marks the innermost
- * level's pages in a replacement instance.
+ * Invariant: a page of the current instance is marked exactly when the innermost level (with the
+ * inner levels it committed) saved it, or it was written outside any transaction (or it lies beyond
+ * the memory size the level began with and the host marked it). So a marked page needs no work and
+ * an unmarked one is not in the innermost log: no lookup per page. Closing a nested level re-marks
+ * the outer level's pages, and `attach` moves the open levels' arena and marks to a replacement
+ * instance.
+ *
+ * Copies are made by the module into the arena while it has free slots, by the host into the arena
+ * for host writes, and by the host into its own buffers once the arena is full. A level may hold a
+ * page twice after an inner level committed into it: rollback applies the host's copies newest
+ * first, then the arena's newest first, so the oldest copy of a page lands last (a host copy is
+ * always newer than an arena copy of the same level's page: once the arena is full it stays full
+ * until the level that filled it closes).
  *
  * @example
  * const log = new PageUndoLog(() => instance);
@@ -1138,14 +1333,19 @@ export class PageUndoLog {
     /** The marks of the instance `current()` returned last (host writes come in bursts). */
     private lastInstance: WebAssembly.Instance | null = null;
     private lastMarks: InstanceMarks | null = null;
-    /** Pages saved since creation (for benchmarks and tests). */
-    savedPages = 0;
+    /** Copies made by the host into its own buffers, and arena copies of closed levels. */
+    private counted = 0;
 
     constructor(private readonly current: () => WebAssembly.Instance) {}
 
     /** Number of open transactions. */
     get depth(): number {
         return this.levels.length;
+    }
+
+    /** Pages saved since creation (for benchmarks and tests). */
+    get savedPages(): number {
+        return this.counted + (this.levels.length > 0 ? arenaUsed(this.currentMarks()) : 0);
     }
 
     /** The import object entries for a new instance, and `attach` to call once it exists. */
@@ -1156,24 +1356,40 @@ export class PageUndoLog {
         const marks: InstanceMarks = {
             instance: null,
             memory: null,
-            flags: new Uint8Array(UNDO_PAGE_COUNT),
+            used: null,
             list: [],
-            view: EMPTY_VIEW
+            view: EMPTY_VIEW,
+            slots: EMPTY_SLOTS
         };
         return {
             imports: { [SAVE_IMPORT_NAME]: (start, length) => this.save(marks, start, length) },
             attach: (instance) => {
                 const memory = instance.exports.memory;
-                if (!(memory instanceof WebAssembly.Memory)) {
-                    throw new Error('a tracked module must export its memory as `memory`');
+                const used = instance.exports[ARENA_USED_EXPORT];
+                if (
+                    !(memory instanceof WebAssembly.Memory) ||
+                    !(used instanceof WebAssembly.Global)
+                ) {
+                    throw new Error('module was not rewritten by trackDirtyPages');
                 }
                 marks.instance = instance;
                 marks.memory = memory;
+                marks.used = used;
                 this.marksOf.set(instance, marks);
                 // A replacement instance (a rollback that shrank the heap) inside an open
-                // transaction: its pages the level saved must not be saved again.
+                // transaction: the open levels' arena copies move over, and the pages the
+                // innermost level saved must not be saved again.
                 const top = this.levels[this.levels.length - 1];
-                if (top) for (const p of top.pages) mark(marks, p);
+                const previous = this.lastMarks;
+                if (top && previous && previous !== marks) {
+                    const n = arenaUsed(previous);
+                    const from = heap(previous);
+                    const to = heap(marks);
+                    to.set(from.subarray(ARENA_AT, ARENA_AT + n * UNDO_PAGE_BYTES), ARENA_AT);
+                    to.set(from.subarray(SLOTS_AT, SLOTS_AT + n * 4), SLOTS_AT);
+                    used.value = n;
+                    markLevel(marks, top, n);
+                }
             }
         };
     }
@@ -1206,83 +1422,108 @@ export class PageUndoLog {
         start >>>= 0;
         length >>>= 0;
         if (length === 0 || start < HEAP_BASE) return;
-        const flags = marks.flags;
+        const mem = heap(marks);
         const end = start + length;
+        if (end > mem.length) return;
         const last = Math.floor((end - 1) / UNDO_PAGE_BYTES);
         let p = start >>> UNDO_PAGE_SHIFT;
-        // Common case: every page already marked (pages past the table end read as undefined).
-        while (p <= last && flags[p] === 1) p++;
+        // Common case: every page already marked.
+        while (p <= last && mem[p] !== 0) p++;
         if (p > last) return;
-        const mem = heap(marks);
-        if (end > mem.length) return;
         const level = this.levels[this.levels.length - 1];
+        let used = level !== undefined ? arenaUsed(marks) : ARENA_PAGES;
         for (; p <= last; p++) {
-            if (flags[p] === 1) continue;
-            if (level !== undefined && p * UNDO_PAGE_BYTES < level.sizeBytes) {
+            if (mem[p] !== 0) continue;
+            mem[p] = 1;
+            if (level === undefined || p * UNDO_PAGE_BYTES >= level.sizeBytes) {
+                marks.list.push(p); // nothing to save: outside a transaction, or a new page
+            } else if (used < ARENA_PAGES) {
+                const at = p * UNDO_PAGE_BYTES;
+                mem.copyWithin(ARENA_AT + used * UNDO_PAGE_BYTES, at, at + UNDO_PAGE_BYTES);
+                marks.slots[used++] = p;
+            } else {
                 const copy = this.pool.pop() ?? new Uint8Array(UNDO_PAGE_BYTES);
                 copy.set(mem.subarray(p * UNDO_PAGE_BYTES, (p + 1) * UNDO_PAGE_BYTES));
                 level.pages.push(p);
                 level.copies.push(copy);
-                this.savedPages++;
+                marks.list.push(p);
+                this.counted++;
             }
-            mark(marks, p);
         }
+        if (level !== undefined) marks.used!.value = used;
     }
 
     /** Opens a (nested) transaction. */
     begin(): void {
         const marks = this.currentMarks();
+        const top = this.levels[this.levels.length - 1];
+        const used = top ? arenaUsed(marks) : 0;
         // Marks of an outer level (or of writes outside any transaction) must not hide a page
         // from this level: every page is saved again on its first write here.
-        clearMarks(marks);
-        this.levels.push({ pages: [], copies: [], sizeBytes: heap(marks).length });
+        clearMarks(marks, top ? top.arenaStart : 0, used);
+        this.levels.push({
+            arenaStart: used,
+            pages: [],
+            copies: [],
+            sizeBytes: heap(marks).length
+        });
+        marks.used!.value = used;
     }
 
     /** Keeps the innermost transaction's writes; an outer level keeps its older copies. */
     commit(): void {
         const top = this.levels.pop();
         if (!top) throw new Error('commit without a transaction');
+        const marks = this.currentMarks();
+        const used = arenaUsed(marks);
         const outer = this.levels[this.levels.length - 1];
         if (!outer) {
             for (const copy of top.copies) this.release(copy);
+            this.counted += used;
+            clearMarks(marks, 0, used);
+            marks.used!.value = ARENA_PAGES;
             return;
         }
-        // The inner level's pages stay marked; a page it saved goes to the outer log unless that
-        // has an older copy or the page is newer than the outer level.
-        const marks = this.currentMarks();
-        const flags = marks.flags;
-        for (const p of outer.pages) flags[p] |= IN_OUTER;
+        // The inner level's pages stay marked and its copies become the outer level's (after
+        // its own, so that rollback applies the outer's older copies last).
+        markLevel(marks, outer, top.arenaStart);
         for (let i = 0; i < top.pages.length; i++) {
-            const p = top.pages[i];
-            if ((flags[p] & IN_OUTER) === 0 && p * UNDO_PAGE_BYTES < outer.sizeBytes) {
-                outer.pages.push(p);
-                outer.copies.push(top.copies[i]);
-            } else this.release(top.copies[i]);
-        }
-        for (const p of outer.pages) {
-            flags[p] &= ~IN_OUTER;
-            mark(marks, p);
+            outer.pages.push(top.pages[i]);
+            outer.copies.push(top.copies[i]);
         }
     }
 
     /**
-     * Copies the innermost transaction's saved pages back into the current heap and clears the
-     * marks. If the heap grew meanwhile the caller must replace the instance by one with
-     * `sizeBytes` bytes holding this heap's first `sizeBytes` bytes (Wasm memory cannot shrink).
+     * Copies the innermost transaction's saved pages back into the current memory and clears the
+     * marks. If the memory grew meanwhile the caller must replace the instance by one with
+     * `sizeBytes` bytes holding this memory's first `sizeBytes` bytes (Wasm memory cannot shrink).
      */
     rollback(): RolledBack {
         const top = this.levels.pop();
         if (!top) throw new Error('rollback without a transaction');
         const marks = this.currentMarks();
+        const used = arenaUsed(marks);
         const mem = heap(marks);
-        for (let i = 0; i < top.pages.length; i++) {
+        const slots = marks.slots;
+        for (let i = top.copies.length - 1; i >= 0; i--) {
             mem.set(top.copies[i], top.pages[i] * UNDO_PAGE_BYTES);
             this.release(top.copies[i]);
         }
-        clearMarks(marks);
+        for (let i = used - 1; i >= top.arenaStart; i--) {
+            const from = ARENA_AT + i * UNDO_PAGE_BYTES;
+            mem.copyWithin(slots[i] * UNDO_PAGE_BYTES, from, from + UNDO_PAGE_BYTES);
+        }
+        this.counted += used - top.arenaStart;
+        clearMarks(marks, top.arenaStart, used);
         const outer = this.levels[this.levels.length - 1];
-        if (outer) for (const p of outer.pages) mark(marks, p);
-        return { sizeBytes: top.sizeBytes, restoredPages: top.pages.length };
+        if (outer) {
+            markLevel(marks, outer, top.arenaStart);
+            marks.used!.value = top.arenaStart;
+        } else marks.used!.value = ARENA_PAGES;
+        return {
+            sizeBytes: top.sizeBytes,
+            restoredPages: top.pages.length + used - top.arenaStart
+        };
     }
 
     private release(copy: Uint8Array): void {
@@ -1290,26 +1531,40 @@ export class PageUndoLog {
     }
 }
 
+/** The whole memory of an instance, re-made after growth (with the slots view). */
 function heap(marks: InstanceMarks): Uint8Array {
     // Growth detaches the old buffer, so its view reads as empty: only then ask for the buffer
     // (a getter that costs more than the rest of a save).
-    if (marks.view.length === 0) marks.view = new Uint8Array(marks.memory!.buffer);
+    if (marks.view.length === 0) {
+        marks.view = new Uint8Array(marks.memory!.buffer);
+        marks.slots = new Uint32Array(marks.memory!.buffer, SLOTS_AT, ARENA_PAGES);
+    }
     return marks.view;
 }
 
-function mark(marks: InstanceMarks, p: number): void {
-    if (marks.flags[p] === 1) return;
-    marks.flags[p] = 1;
-    marks.list.push(p);
-    heap(marks)[p] = 1; // the mark byte of page p, below the heap
+/** Arena slots in use (0 after `ARENA_PAGES` of an instance outside transactions is not used). */
+function arenaUsed(marks: InstanceMarks): number {
+    return marks.used!.value as number;
 }
 
-function clearMarks(marks: InstanceMarks): void {
+/** Marks the pages a level saved: its arena slots `[level.arenaStart, end)` and its host copies. */
+function markLevel(marks: InstanceMarks, level: UndoLevel, end: number): void {
     const mem = heap(marks);
-    for (const p of marks.list) {
-        marks.flags[p] = 0;
-        mem[p] = 0;
+    const slots = marks.slots;
+    for (let i = level.arenaStart; i < end; i++) mem[slots[i]] = 1;
+    for (const p of level.pages) {
+        if (mem[p] !== 0) continue;
+        mem[p] = 1;
+        marks.list.push(p);
     }
+}
+
+/** Clears the marks of the arena slots `[from, to)` and of the pages the host marked. */
+function clearMarks(marks: InstanceMarks, from: number, to: number): void {
+    const mem = heap(marks);
+    const slots = marks.slots;
+    for (let i = from; i < to; i++) mem[slots[i]] = 0;
+    for (const p of marks.list) mem[p] = 0;
     marks.list.length = 0;
 }
 

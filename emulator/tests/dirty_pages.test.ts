@@ -13,6 +13,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import {
+    ARENA_PAGES,
     HEAP_BASE,
     PageUndoLog,
     rewriteModule,
@@ -355,6 +356,32 @@ describe('dirty-page rewrite of a hand-assembled module', () => {
         expectSameBytes(t.heap(), before);
     });
 
+    it('keeps copies in host buffers once the arena is full, and restores them in order', () => {
+        // 320 Wasm pages (20 MiB): more undo pages than the arena holds.
+        const t = tracked({ ...spec, memoryPages: 320, maxPages: 330 });
+        const MiB = 1 << 20;
+        const before = t.heap().slice();
+        t.log.begin();
+        t.fn('fill')(0, 1, 12 * MiB); // 3,072 pages: in the arena
+        const afterOuter = t.heap().slice();
+        t.log.begin();
+        t.fn('fill')(6 * MiB, 2, 10 * MiB); // saved again by this level: the arena fills up
+        t.fn('st_i32.store')(13 * MiB, 7); // a store's page copied by the host
+        expect(t.log.savedPages).toBeGreaterThan(ARENA_PAGES);
+        t.log.rollback();
+        expectSameBytes(t.heap(), afterOuter);
+        t.log.begin();
+        t.fn('fill')(6 * MiB, 3, 10 * MiB);
+        t.log.commit(); // pages 1,536..3,071 now have two copies in the outer level
+        t.fn('fill')(0, 4, 20 * MiB);
+        t.log.begin();
+        t.fn('fill')(MiB, 5, MiB); // the arena is full: host copies only
+        t.log.rollback();
+        t.log.rollback();
+        expectSameBytes(t.heap(), before);
+        expect(t.log.depth).toBe(0);
+    });
+
     it('marks the saved pages of the open level in a replacement instance', () => {
         // As a canister whose inner level grew the heap and trapped: the outer level goes on in a
         // fresh instance holding the restored heap.
@@ -367,8 +394,9 @@ describe('dirty-page rewrite of a hand-assembled module', () => {
             marks.attach(instance);
             return instance;
         };
+        // The heap, above the marks and the arena.
         const heapOf = (i: WebAssembly.Instance) =>
-            new Uint8Array((i.exports.memory as WebAssembly.Memory).buffer);
+            new Uint8Array((i.exports.memory as WebAssembly.Memory).buffer, HEAP_BASE);
         const store = (addr: number, v: number) =>
             (instance.exports['st_i32.store'] as Fn)(addr, v);
         const first = start();
@@ -379,9 +407,9 @@ describe('dirty-page rewrite of a hand-assembled module', () => {
         log.begin();
         store(a + 4, 2);
         (instance.exports.grow as Fn)(1);
-        const { sizeBytes } = log.rollback();
-        expect(heapOf(first).length).toBeGreaterThan(sizeBytes);
-        const restored = heapOf(first).slice(0, sizeBytes);
+        const heapBytes = log.rollback().sizeBytes - HEAP_BASE;
+        expect(heapOf(first).length).toBeGreaterThan(heapBytes);
+        const restored = heapOf(first).slice(0, heapBytes);
         heapOf(start()).set(restored);
         const saved = log.savedPages;
         store(a + 8, 3); // page `a` is in the outer log: not saved again from the new heap
