@@ -4,7 +4,7 @@
  * factory, runs the workload with a scale-out and a shard failure, and prints the report. Exit
  * status 0 only if every invariant check holds.
  *
- *   npm start -- [--full-scale] [--loans N] [--farmers N] [--investors N] [--shards N]
+ *   npm start -- [--loans N] [--farmers N] [--investors N] [--shards N]
  *                [--seed N] [--no-faults] [--count-instructions] [--json FILE]
  *                [--serve [--port N] [--state DIR] [--workload]]
  */
@@ -19,7 +19,6 @@ import type { Principal } from '@dfinity/principal';
 import { buildAll } from './build';
 import {
     DEFAULT_MAIN_JOB,
-    FULL_SCALE_MAIN_JOB,
     deploySuite,
     emulatorOptions,
     runMainJob,
@@ -48,8 +47,6 @@ export function operatorKey(stateDir: string): { pemFile: string; principal: Pri
 }
 
 export const USAGE = `usage: npm start -- [options]
-  --full-scale           the issue's full scale: ${FULL_SCALE_MAIN_JOB.loans} loans, ${FULL_SCALE_MAIN_JOB.farmers} farmers, ${FULL_SCALE_MAIN_JOB.investors} investors
-                         (about 6 minutes on 2 cores; later flags override it)
   --loans N              loans to create (default ${DEFAULT_MAIN_JOB.loans})
   --farmers N            farmers, Zipf-distributed activity (default ${DEFAULT_MAIN_JOB.farmers})
   --investors N          investors funding loans (default ${DEFAULT_MAIN_JOB.investors})
@@ -90,9 +87,6 @@ export function parseArgs(argv: string[]): StartArgs {
         const flag = argv[i];
         const value = (): string | undefined => argv[++i];
         switch (flag) {
-            case '--full-scale':
-                Object.assign(job, FULL_SCALE_MAIN_JOB);
-                break;
             case '--loans':
                 job.loans = integer(flag, value(), 1, 1_000_000);
                 break;

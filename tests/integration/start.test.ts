@@ -198,11 +198,13 @@ describe('main job helpers', () => {
         expect(() => parseArgs(['--bogus'])).toThrow(/unknown option/);
         expect(() => parseArgs(['--shards', '1'])).toThrow(/faults need at least 2 shards/);
         expect(() => parseArgs(['--workload'])).toThrow(/--serve/);
-        expect(parseArgs(['--full-scale', '--loans', '700']).job).toMatchObject({
+        // The default is the scale; a flag overrides one figure only.
+        expect(parseArgs(['--loans', '700']).job).toMatchObject({
             loans: 700,
             farmers: 2_000,
             investors: 300
         });
+        expect(() => parseArgs(['--full-scale'])).toThrow(/unknown option/);
     });
 
     it("makes the served network's operator key once, readable only by its owner", () => {
