@@ -5,12 +5,12 @@
  * pages (as the replica, which tracks the OS pages a message dirtied).
  *
  * The rewrite (`trackDirtyPages`, cached on disk by the module's hash):
- * - moves the canister's heap up by `HEAP_BASE` (17 MiB + 64 KiB) in the Wasm memory: every load
+ * - moves the canister's heap up by `HEAP_BASE` (3 MiB + 64 KiB) in the Wasm memory: every load
  *   and store gets `HEAP_BASE` added to its static offset, `memory.copy` / `fill` / `init` to their
  *   addresses, active data segments to their offsets; `memory.size` and `memory.grow` report pages
  *   of the heap alone (the memory's limits grow by the pages below). Addresses, bounds and traps
  *   stay exactly those of the original module, except that the heap can grow to 4 GiB minus
- *   (17 MiB + 128 KiB) instead of 4 GiB (`MAX_HEAP_PAGES`);
+ *   (3 MiB + 128 KiB) instead of 4 GiB (`MAX_HEAP_PAGES`);
  * - below the heap, which the canister cannot address, lie the marks (one byte per undo page of a
  *   4 GiB memory, non-zero when the page was already saved in the current transaction), the arena's
  *   slots (the page number of each copy) and the arena (`ARENA_PAGES` page copies);
@@ -52,9 +52,11 @@ export const UNDO_PAGE_COUNT = 2 ** (32 - UNDO_PAGE_SHIFT);
 const WASM_PAGE_BYTES = 65_536;
 /**
  * Page copies the undo logs keep in the memory below the heap (the arena), made by the module
- * itself without calling the host; beyond that the host keeps the copies.
+ * itself without calling the host; beyond that the host keeps the copies. A message of the Azle
+ * canisters here writes about 200-300 pages; a larger arena makes every instance larger, which a
+ * replacement instance (after a rolled-back growth) pays for in allocation and garbage collection.
  */
-export const ARENA_PAGES = 4096;
+export const ARENA_PAGES = 512;
 /** The arena's slots: the page number of each copy (u32), after the marks. */
 const SLOTS_AT = UNDO_PAGE_COUNT;
 /** The arena's page copies, after the slots. */
@@ -104,7 +106,9 @@ class Unsupported extends Error {}
  * const { bytes, tracked } = trackDirtyPages(exposeInternals(raw).bytes);
  */
 export function trackDirtyPages(wasm: Uint8Array): TrackedModule {
-    const key = createHash('sha256').update(CACHE_VERSION).update(wasm).digest('hex');
+    // The layout constants are part of the key: the host and a cached module must agree on them.
+    const layout = `${CACHE_VERSION}:${UNDO_PAGE_SHIFT}:${ARENA_PAGES}:${HEAP_BASE}`;
+    const key = createHash('sha256').update(layout).update(wasm).digest('hex');
     const dir = join(tmpdir(), 'agrilends-dirty-pages');
     const cached = join(dir, `${key}.wasm`);
     if (existsSync(cached)) return { bytes: new Uint8Array(readFileSync(cached)), tracked: true };
