@@ -70,8 +70,8 @@ export interface MainJobOptions {
 
 /**
  * The default run, the issue's scale: 20,000 loans from 2,000 farmers and 300 investors, within 3
- * minutes on 2 cores (measured 140 s: the emulator executes every instruction of every canister in
- * one thread, about 166 loans/s with their updates and reads); see the README.
+ * minutes on 2 cores (measured 130-150 s: the emulator executes every instruction of every canister
+ * in one thread, about 160-180 loans/s with their updates and reads); see the README.
  */
 export const DEFAULT_MAIN_JOB: MainJobOptions = {
     loans: 20_000,
