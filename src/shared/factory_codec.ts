@@ -16,260 +16,22 @@ import { IDL } from '@dfinity/candid';
 import { Principal } from '@dfinity/principal';
 
 import { MigrationInfo, ScalabilityMetrics, ScalingAdvice } from './factory_api';
-import { candidPrefix, concatBytes, ValueReader } from './loan_codec';
+import { candidPrefix, concatBytes, ValueReader, Writer } from './loan_codec';
 import { emptyShardMetrics } from './shard_reply_codec';
-import { asciiText, utf8Text } from './stable_keys';
+import { utf8Text } from './stable_keys';
+import { OpaqueValue, TypedReader, writeTyped } from './typed_codec';
 import { Result, RoutingTable, ShardInfo, UnitResult } from './types';
 
-/** A growable byte buffer for value bytes. */
-class Out {
-    private buf = new Uint8Array(256);
-    private view = new DataView(this.buf.buffer);
-    at = 0;
+/** Names this codec in its errors. */
+const CODEC = 'factory codec';
 
-    private room(n: number): void {
-        if (this.at + n <= this.buf.length) return;
-        let size = this.buf.length * 2;
-        while (size < this.at + n) size *= 2;
-        const next = new Uint8Array(size);
-        next.set(this.buf.subarray(0, this.at));
-        this.buf = next;
-        this.view = new DataView(next.buffer);
-    }
-
-    byte(b: number): void {
-        this.room(1);
-        this.buf[this.at++] = b;
-    }
-
-    bytes(b: Uint8Array): void {
-        this.room(b.length);
-        this.buf.set(b, this.at);
-        this.at += b.length;
-    }
-
-    leb(value: number): void {
-        let v = value;
-        for (;;) {
-            const low = v % 128;
-            v = Math.floor(v / 128);
-            if (v === 0) return this.byte(low);
-            this.byte(low | 0x80);
-        }
-    }
-
-    lebBig(value: bigint): void {
-        if (value < 0n) throw new RangeError('factory codec: nat below zero');
-        let v = value;
-        for (;;) {
-            const low = Number(v & 0x7fn);
-            v >>= 7n;
-            if (v === 0n) return this.byte(low);
-            this.byte(low | 0x80);
-        }
-    }
-
-    u32(value: number): void {
-        this.room(4);
-        this.view.setUint32(this.at, value, true);
-        this.at += 4;
-    }
-
-    u64(value: bigint): void {
-        this.room(8);
-        this.view.setBigUint64(this.at, value, true);
-        this.at += 8;
-    }
-
-    f64(value: number): void {
-        this.room(8);
-        this.view.setFloat64(this.at, value, true);
-        this.at += 8;
-    }
-
-    done(): Uint8Array {
-        return this.buf.slice(0, this.at);
-    }
-}
-
-/**
- * Value bytes passed through unread (`MessageCodec.decode` with `opaque`), e.g. the loans of a
- * shard's export batch on their way to another shard's import: written back as they are.
- */
-export class OpaqueValue {
-    constructor(readonly bytes: Uint8Array) {}
-}
-
-/**
- * Appends the value bytes of `value` of `type`: records, variants, vectors, options, text, nat,
- * nat64/nat32/nat8, float64, bool, null and principal, or an `OpaqueValue`'s bytes. Throws on any
- * other type (caught by the load-time prefix check, not at reply time).
- */
-function write(type: IDL.Type, value: unknown, out: Out): void {
-    if (value instanceof OpaqueValue) {
-        out.bytes(value.bytes);
-    } else if (type instanceof IDL.RecordClass) {
-        const record = value as Record<string, unknown>;
-        for (const [name, t] of type._fields) write(t, record[name], out);
-    } else if (type instanceof IDL.VariantClass) {
-        const tag = Object.keys(value as object)[0];
-        const index = type._fields.findIndex(([name]) => name === tag);
-        if (index < 0) throw new Error(`factory codec: unknown variant case ${tag}`);
-        out.leb(index);
-        write(type._fields[index][1], (value as Record<string, unknown>)[tag], out);
-    } else if (type instanceof IDL.VecClass) {
-        const items = value as ArrayLike<unknown>;
-        out.leb(items.length);
-        if (type._type instanceof IDL.FixedNatClass && type._type._bits === 8) {
-            out.bytes(Uint8Array.from(items as ArrayLike<number>));
-            return;
-        }
-        for (let i = 0; i < items.length; i++) write(type._type, items[i], out);
-    } else if (type instanceof IDL.OptClass) {
-        const opt = value as unknown[];
-        out.byte(opt.length === 0 ? 0 : 1);
-        if (opt.length !== 0) write(type._type, opt[0], out);
-    } else if (type instanceof IDL.TextClass) {
-        const bytes = utf8Text.toBytes(value as string);
-        out.leb(bytes.length);
-        out.bytes(bytes);
-    } else if (type instanceof IDL.NatClass) {
-        out.lebBig(BigInt(value as bigint));
-    } else if (type instanceof IDL.FixedNatClass && type._bits === 64) {
-        out.u64(BigInt(value as bigint));
-    } else if (type instanceof IDL.FixedNatClass && type._bits === 32) {
-        out.u32(Number(value));
-    } else if (type instanceof IDL.FixedNatClass && type._bits === 8) {
-        out.byte(Number(value));
-    } else if (type instanceof IDL.FloatClass && type._bits === 64) {
-        out.f64(value as number);
-    } else if (type instanceof IDL.BoolClass) {
-        out.byte(value === true ? 1 : 0);
-    } else if (type instanceof IDL.NullClass) {
-        // no bytes
-    } else if (type instanceof IDL.PrincipalClass) {
-        const bytes = (value as Principal).toUint8Array();
-        out.byte(1);
-        out.leb(bytes.length);
-        out.bytes(bytes);
-    } else {
-        throw new Error(`factory codec: no hand encoding for ${type.display()}`);
-    }
-}
+export { OpaqueValue };
 
 /** The value bytes of `values` of `types` (what `IDL.encode(types, values)` ends with). */
 export function encodeValues(types: readonly IDL.Type[], values: readonly unknown[]): Uint8Array {
-    const out = new Out();
-    types.forEach((t, i) => write(t, values[i], out));
-    return out.done();
-}
-
-/** A bounds-checked reader of value bytes by IDL type, answering what `IDL.decode` answers. */
-class In extends ValueReader {
-    constructor(
-        bytes: Uint8Array,
-        private readonly opaque: IDL.Type | null = null
-    ) {
-        super(bytes, 'factory codec');
-    }
-
-    read(type: IDL.Type): unknown {
-        if (type === this.opaque) {
-            const start = this.at;
-            this.skip(type);
-            return new OpaqueValue(this.bytes.slice(start, this.at));
-        }
-        if (type instanceof IDL.RecordClass) {
-            const record: Record<string, unknown> = {};
-            for (const [name, t] of type._fields) record[name] = this.read(t);
-            return record;
-        }
-        if (type instanceof IDL.VariantClass) {
-            const field = type._fields[this.leb()];
-            if (field === undefined) throw new Error('factory codec: bad variant index');
-            return { [field[0]]: this.read(field[1]) };
-        }
-        if (type instanceof IDL.VecClass) return this.vec(type._type);
-        if (type instanceof IDL.OptClass) {
-            const tag = this.byte();
-            if (tag > 1) throw new Error('factory codec: bad opt tag');
-            return tag === 0 ? [] : [this.read(type._type)];
-        }
-        if (type instanceof IDL.TextClass) {
-            const n = this.count(1);
-            for (let i = this.at; i < this.at + n; i++) {
-                // Non-ASCII text is left to IDL.decode, which validates UTF-8.
-                if (this.bytes[i] >= 0x80) throw new Error('factory codec: non-ASCII text');
-            }
-            this.at += n;
-            return asciiText(this.bytes.subarray(this.at - n, this.at));
-        }
-        if (type instanceof IDL.NatClass) return this.natValue();
-        if (type instanceof IDL.FixedNatClass && type._bits === 64) return this.nat64();
-        if (type instanceof IDL.FixedNatClass && type._bits === 32) {
-            this.need(4);
-            this.at += 4;
-            return this.view.getUint32(this.at - 4, true);
-        }
-        if (type instanceof IDL.FixedNatClass && type._bits === 8) return this.byte();
-        if (type instanceof IDL.FloatClass && type._bits === 64) {
-            this.need(8);
-            this.at += 8;
-            return this.view.getFloat64(this.at - 8, true);
-        }
-        if (type instanceof IDL.BoolClass) {
-            const b = this.byte();
-            if (b > 1) throw new Error('factory codec: bad bool');
-            return b === 1;
-        }
-        if (type instanceof IDL.NullClass) return null;
-        if (type instanceof IDL.PrincipalClass) return this.principal();
-        throw new Error(`factory codec: no hand decoding for ${type.display()}`);
-    }
-
-    /** Steps over a value of `type`, checking it as `read` does, without building it. */
-    skip(type: IDL.Type): void {
-        if (type instanceof IDL.RecordClass) {
-            for (const [, t] of type._fields) this.skip(t);
-        } else if (type instanceof IDL.VariantClass) {
-            const field = type._fields[this.leb()];
-            if (field === undefined) throw new Error('factory codec: bad variant index');
-            this.skip(field[1]);
-        } else if (type instanceof IDL.VecClass) {
-            const n = this.count(1);
-            for (let i = 0; i < n; i++) this.skip(type._type);
-        } else if (type instanceof IDL.OptClass) {
-            const tag = this.byte();
-            if (tag > 1) throw new Error('factory codec: bad opt tag');
-            if (tag === 1) this.skip(type._type);
-        } else if (type instanceof IDL.FixedNatClass && type._bits === 64) {
-            this.need(8);
-            this.at += 8;
-        } else if (type instanceof IDL.PrincipalClass) {
-            if (this.byte() !== 1) throw new Error('factory codec: opaque principal reference');
-            const n = this.count(1);
-            if (n > 29) throw new Error('factory codec: principal longer than 29 bytes');
-            this.at += n;
-        } else {
-            this.read(type);
-        }
-    }
-
-    /** A vector; `nat8`/`nat32`/`nat64` elements in a typed array, as `IDL.decode` answers. */
-    private vec(element: IDL.Type): unknown {
-        if (element instanceof IDL.FixedNatClass && [8, 32, 64].includes(element._bits)) {
-            const width = element._bits / 8;
-            const n = this.count(width);
-            const bytes = this.bytes.slice(this.at, this.at + n * width);
-            this.at += n * width;
-            if (width === 1) return bytes;
-            return width === 4 ? new Uint32Array(bytes.buffer) : new BigUint64Array(bytes.buffer);
-        }
-        const n = this.count(1);
-        const items: unknown[] = [];
-        for (let i = 0; i < n; i++) items.push(this.read(element));
-        return items;
-    }
+    const w = new Writer(256);
+    types.forEach((t, i) => writeTyped(t, values[i], w, CODEC));
+    return w.done();
 }
 
 /** A value of `type` with the least content, for computing a message head. */
@@ -334,7 +96,7 @@ export class MessageCodec<T extends unknown[]> {
         if (bytes.length < head.length) return undefined;
         for (let i = 0; i < head.length; i++) if (bytes[i] !== head[i]) return undefined;
         try {
-            const r = new In(bytes.subarray(head.length), this.opaque);
+            const r = new TypedReader(bytes.subarray(head.length), CODEC, this.opaque);
             const values = this.types.map((t) => r.read(t));
             return r.at === bytes.length - head.length ? (values as T) : undefined;
         } catch {

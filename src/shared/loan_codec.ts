@@ -88,6 +88,18 @@ export class Writer {
         }
     }
 
+    /** An unbounded `nat` (LEB128 of any size); throws, naming `what`, below zero. */
+    natValue(value: bigint, what: string): void {
+        if (value < 0n) throw new RangeError(`${what}: nat below zero`);
+        let v = value;
+        for (;;) {
+            const low = Number(v & 0x7fn);
+            v >>= 7n;
+            if (v === 0n) return this.byte(low);
+            this.byte(low | 0x80);
+        }
+    }
+
     nat32(value: number): void {
         this.room(4);
         this.view.setUint32(this.length, value, true);

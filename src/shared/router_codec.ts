@@ -31,14 +31,13 @@ import {
     encodeLoanPageValue,
     lebBytes,
     scanLoanPageValue,
-    ValueReader,
     type LoanPageValue,
     Writer,
     type LoanView,
     type LoanViewPage
 } from './loan_codec';
 import { ShardLoanPage } from './shard_api';
-import { asciiText, utf8Text } from './stable_keys';
+import { TypedReader, writeTyped } from './typed_codec';
 import {
     ApiError,
     FarmerDashboard,
@@ -377,138 +376,22 @@ export function encodeErrInvestorReply(error: ApiError): Uint8Array {
 
 // ---- Small records by their type (helper K): shard stats in, system analytics out ----
 
-/**
- * Writes the Candid value bytes of `value` of `type`: records, vectors, options, variants, bool,
- * nat32/nat64, float64, null and principal (what shard statistics and analytics hold). Throws on
- * any other type, so a new field of another type fails the load-time prefix check, not a reply.
- * One growable buffer (`Writer`): no small array per field and no concatenation after.
- */
-function writeTyped(type: IDL.Type, value: unknown, w: Writer): void {
-    if (type instanceof IDL.FixedNatClass && type._bits === 64) {
-        w.nat64(typeof value === 'bigint' ? value : BigInt(value as number));
-    } else if (type instanceof IDL.RecordClass) {
-        const record = value as Record<string, unknown>;
-        for (const [name, t] of type._fields) writeTyped(t, record[name], w);
-    } else if (type instanceof IDL.VariantClass) {
-        const tag = Object.keys(value as object)[0];
-        const index = type._fields.findIndex(([name]) => name === tag);
-        if (index < 0) throw new Error(`router codec: unknown variant case ${tag}`);
-        w.leb(index);
-        writeTyped(type._fields[index][1], (value as Record<string, unknown>)[tag], w);
-    } else if (type instanceof IDL.VecClass) {
-        const items = value as unknown[];
-        w.leb(items.length);
-        for (const item of items) writeTyped(type._type, item, w);
-    } else if (type instanceof IDL.OptClass) {
-        const opt = value as unknown[];
-        w.byte(opt.length === 0 ? 0 : 1);
-        if (opt.length !== 0) writeTyped(type._type, opt[0], w);
-    } else if (type instanceof IDL.FixedNatClass && type._bits === 32) {
-        w.nat32(Number(value));
-    } else if (type instanceof IDL.FloatClass && type._bits === 64) {
-        w.float64(value as number);
-    } else if (type instanceof IDL.BoolClass) {
-        w.byte(value === true ? 1 : 0);
-    } else if (type instanceof IDL.NullClass) {
-        // no bytes
-    } else if (type instanceof IDL.PrincipalClass) {
-        w.principal(value as Principal);
-    } else if (type instanceof IDL.TextClass) {
-        const bytes = utf8Text.toBytes(value as string);
-        w.leb(bytes.length);
-        w.raw(bytes);
-    } else {
-        throw new Error(`router codec: no hand encoding for ${type.display()}`);
-    }
-}
+/** Names this codec in its errors. */
+const CODEC = 'router codec';
 
-/** The Candid value bytes of `value` of `type` (see `writeTyped` for the types it knows). */
+/**
+ * The Candid value bytes of `value` of `type` (`writeTyped`, `typed_codec.ts`: a type it does not
+ * know throws, so a new field of another type fails the load-time prefix check, not a reply).
+ */
 export function encodeTypedValue(type: IDL.Type, value: unknown): Uint8Array {
     const w = new Writer(64);
-    writeTyped(type, value, w);
+    writeTyped(type, value, w, CODEC);
     return w.done();
-}
-
-/** A bounds-checked cursor over value bytes that decodes by IDL type; throws on bad input. */
-class TypedReader extends ValueReader {
-    constructor(bytes: Uint8Array) {
-        super(bytes, 'router codec');
-    }
-
-    read(type: IDL.Type): unknown {
-        if (type instanceof IDL.RecordClass) {
-            const record: Record<string, unknown> = {};
-            for (const [name, t] of type._fields) record[name] = this.read(t);
-            return record;
-        }
-        if (type instanceof IDL.VariantClass) {
-            const field = type._fields[this.leb()];
-            if (field === undefined) throw new Error('router codec: bad variant index');
-            return { [field[0]]: this.read(field[1]) };
-        }
-        if (type instanceof IDL.VecClass) {
-            const n = this.leb();
-            if (n > this.bytes.length - this.at) throw new Error('router codec: bad length');
-            const items: unknown[] = [];
-            for (let i = 0; i < n; i++) items.push(this.read(type._type));
-            return typedVec(type._type, items);
-        }
-        if (type instanceof IDL.OptClass) {
-            const tag = this.byte();
-            if (tag > 1) throw new Error('router codec: bad opt tag');
-            return tag === 0 ? [] : [this.read(type._type)];
-        }
-        if (type instanceof IDL.FixedNatClass && (type._bits === 64 || type._bits === 32)) {
-            this.need(type._bits / 8);
-            const at = this.at;
-            this.at += type._bits / 8;
-            return type._bits === 64
-                ? this.view.getBigUint64(at, true)
-                : this.view.getUint32(at, true);
-        }
-        if (type instanceof IDL.FloatClass && type._bits === 64) {
-            this.need(8);
-            this.at += 8;
-            return this.view.getFloat64(this.at - 8, true);
-        }
-        if (type instanceof IDL.BoolClass) {
-            const b = this.byte();
-            if (b > 1) throw new Error('router codec: bad bool');
-            return b === 1;
-        }
-        if (type instanceof IDL.NullClass) return null;
-        if (type instanceof IDL.PrincipalClass) return this.principal();
-        if (type instanceof IDL.TextClass) return this.text();
-        throw new Error(`router codec: no hand decoding for ${type.display()}`);
-    }
-
-    /** ASCII text only (read natively): anything else throws, so the caller uses `IDL.decode`. */
-    private text(): string {
-        const n = this.leb();
-        this.need(n);
-        const text = asciiText(this.bytes.subarray(this.at, this.at + n));
-        if (BEYOND_ASCII.test(text)) throw new Error('router codec: text beyond ASCII');
-        this.at += n;
-        return text;
-    }
-}
-
-const BEYOND_ASCII = /[\u0080-\uffff]/;
-
-/** A vector as `IDL.decode` answers it: `nat32`/`nat64` in a typed array, else an array. */
-function typedVec(element: IDL.Type, items: unknown[]): unknown {
-    if (element instanceof IDL.FixedNatClass && element._bits === 32) {
-        return Uint32Array.from(items as number[]);
-    }
-    if (element instanceof IDL.FixedNatClass && element._bits === 64) {
-        return BigUint64Array.from(items as bigint[]);
-    }
-    return items;
 }
 
 /** Decodes bytes written by `encodeTypedValue(type, …)`; throws on malformed or trailing bytes. */
 export function decodeTypedValue(type: IDL.Type, bytes: Uint8Array): unknown {
-    const r = new TypedReader(bytes);
+    const r = new TypedReader(bytes, CODEC);
     const value = r.read(type);
     if (r.at !== bytes.length) throw new Error('router codec: trailing bytes');
     return value;
@@ -688,7 +571,7 @@ export class ArgsCodec {
     decode(bytes: Uint8Array): unknown[] | undefined {
         if (!startsWithLatin1(bytes, this.prefixLatin1)) return undefined;
         try {
-            const r = new TypedReader(bytes.subarray(this.prefix.length));
+            const r = new TypedReader(bytes.subarray(this.prefix.length), CODEC);
             const values = this.types.map((type) => r.read(type));
             return r.at === bytes.length - this.prefix.length ? values : undefined;
         } catch {
@@ -699,7 +582,7 @@ export class ArgsCodec {
     private values(args: readonly unknown[]): Uint8Array {
         if (args.length !== this.types.length) throw new Error('router codec: argument count');
         const w = new Writer(64);
-        this.types.forEach((type, i) => writeTyped(type, args[i], w));
+        this.types.forEach((type, i) => writeTyped(type, args[i], w, CODEC));
         return w.done();
     }
 }
