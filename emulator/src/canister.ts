@@ -147,6 +147,16 @@ export const CALL_BASE_FEE = 260_000n;
 /** Fee per byte of method name and payload of an inter-canister call (cycles). */
 export const CALL_PER_BYTE_FEE = 1_000n;
 
+/**
+ * Grows `memory` so that a heap starting at `base` holds `heapBytes` (it never shrinks); answers
+ * the pages that were missing (negative when the memory is already larger).
+ */
+function growHeap(memory: WebAssembly.Memory, base: number, heapBytes: number): number {
+    const pages = (base + heapBytes - memory.buffer.byteLength) / PAGE_SIZE_BYTES;
+    if (pages > 0) memory.grow(pages);
+    return pages;
+}
+
 /** Loaded code of a canister. */
 export interface CodeInfo {
     module: WebAssembly.Module;
@@ -231,9 +241,7 @@ export class Canister {
     loadHeap(bytes: Uint8Array): void {
         if (this.run || this.snapshots.length > 0) throw new Error('loadHeap during a message');
         this.mem();
-        const pages =
-            (this.memBase + bytes.length - this.memory!.buffer.byteLength) / PAGE_SIZE_BYTES;
-        if (pages > 0) this.memory!.grow(pages);
+        growHeap(this.memory!, this.memBase, bytes.length);
         this.mem().set(bytes);
     }
 
@@ -289,9 +297,9 @@ export class Canister {
         const heap = this.mem();
         const instance = this.instantiate(code);
         const memory = instance.exports.memory as WebAssembly.Memory;
-        const pages = (code.heapBase + heap.length - memory.buffer.byteLength) / PAGE_SIZE_BYTES;
-        if (pages < 0) throw new Error('switchBuild: the other build starts with more memory');
-        if (pages > 0) memory.grow(pages);
+        if (growHeap(memory, code.heapBase, heap.length) < 0) {
+            throw new Error('switchBuild: the other build starts with more memory');
+        }
         new Uint8Array(memory.buffer, code.heapBase).set(heap);
         const table = (i: WebAssembly.Instance) =>
             i.exports[TABLE_EXPORT] as WebAssembly.Table | undefined;
@@ -1012,9 +1020,7 @@ export class Canister {
         const source = bytes.subarray(0, size);
         if (this.mem().length !== size) {
             this.instance = this.instantiate(this.code!);
-            const m = this.instance.exports.memory as WebAssembly.Memory;
-            const pages = (this.code!.heapBase + size - m.buffer.byteLength) / PAGE_SIZE_BYTES;
-            if (pages > 0) m.grow(pages);
+            growHeap(this.instance.exports.memory as WebAssembly.Memory, this.code!.heapBase, size);
         }
         this.mem().set(source);
     }

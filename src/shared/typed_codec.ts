@@ -31,6 +31,8 @@ export class OpaqueValue {
  * `what`, on a type outside the list above.
  */
 export function writeTyped(type: IDL.Type, value: unknown, w: Writer, what: string): void {
+    // nat64 first: most fields of the hot replies are nat64, and each test costs hundreds of
+    // instructions in the canister; an `OpaqueValue` may stand for a value of any type.
     if (type instanceof IDL.FixedNatClass && type._bits === 64) {
         if (value instanceof OpaqueValue) w.raw(value.bytes);
         else w.nat64(typeof value === 'bigint' ? value : BigInt(value as number));
